@@ -1,0 +1,22 @@
+//! The error type of `agentsafe-core`.
+
+/// Errors raised while parsing core values from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// A risk class name that is not one of `low`, `medium`, `high`, `critical`.
+    #[error("unknown risk class `{0}`, expected one of low, medium, high, critical")]
+    UnknownRisk(String),
+    /// A sensitivity name that is not one of `public`, `internal`, `restricted`, `critical`.
+    #[error("unknown sensitivity `{0}`, expected one of public, internal, restricted, critical")]
+    UnknownSensitivity(String),
+    /// A verdict name that is not one of `allow`, `deny`, `require_approval`.
+    #[error("unknown decision `{0}`, expected one of allow, deny, require_approval")]
+    UnknownVerdict(String),
+    /// A reason code that is not in the documented list.
+    #[error("unknown reason code `{0}`")]
+    UnknownReasonCode(String),
+    /// A decision id that is not 32 lowercase hexadecimal digits.
+    #[error("invalid decision id `{0}`, expected 32 hexadecimal digits")]
+    InvalidDecisionId(String),
+}

@@ -1,0 +1,1 @@
+//! The policy decision point: policies, inventory and evaluation.

@@ -1,0 +1,1 @@
+//! Action definitions loaded from `actions/*.toml`, and parameter validation.

@@ -1,0 +1,61 @@
+//! `agentsafe.toml`: where the actions, policies, inventory, state and keys live, and per-feature settings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// The whole configuration file. Every section is optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where things are.
+    #[serde(default)]
+    pub paths: PathsConfig,
+    // helpers: add config sections below this line (each `#[serde(default)]`)
+}
+
+/// The `[paths]` section. Relative paths are resolved against the config file's folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Folder of `*.toml` action definitions (default `actions`).
+    pub actions: Option<PathBuf>,
+    /// Folder of `*.toml` policy files (default `policies`).
+    pub policies: Option<PathBuf>,
+    /// The inventory file (default `inventory.toml`).
+    pub inventory: Option<PathBuf>,
+    /// Folder for the SQLite database and the audit log (default `.agentsafe`).
+    pub state_dir: Option<PathBuf>,
+    /// Folder holding signing keys (default `$AGENTSAFE_KEY_DIR`, else `$XDG_CONFIG_HOME/agentsafe/keys`,
+    /// else `~/.config/agentsafe/keys`): kept away from the audit log on purpose.
+    pub key_dir: Option<PathBuf>,
+}
+
+/// Reads and parses a config file; the error names the file, line and key.
+pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file `{}`", path.display()))?;
+    parse(path, &text)
+}
+
+/// Parses config text that came from `path`.
+pub fn parse(path: &Path, text: &str) -> anyhow::Result<ConfigFile> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!(toml_error(path, text, &e)))
+}
+
+/// Formats a TOML error as `FILE:LINE:COL: message`.
+pub fn toml_error(path: &Path, text: &str, err: &toml::de::Error) -> String {
+    let (line, col) = err
+        .span()
+        .map(|s| line_col(text, s.start))
+        .unwrap_or((1, 1));
+    format!("{}:{line}:{col}: {}", path.display(), err.message().trim_end())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
