@@ -5,6 +5,7 @@
 //! agentsafe crate builds on these types.
 
 pub mod caller;
+pub mod canonical;
 pub mod decision;
 pub mod error;
 pub mod request;
