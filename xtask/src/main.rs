@@ -1,5 +1,103 @@
-//! Dev automation: `cargo xtask ci`, `cargo xtask bench` and friends.
+//! Dev automation, the single entry point: `cargo xtask ci`, `cargo xtask bench`.
+//!
+//! `ci` runs everything CI runs, in order, and stops at the first failure:
+//! formatting, clippy with `-D warnings`, then every test of the workspace
+//! (unit, integration, end-to-end against real SQLite files and real processes).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("fmt") => fmt_check(),
+        Some("lint") => clippy(),
+        Some("test") => test(),
+        Some("bench") => bench(args.get(1..).unwrap_or_default()),
+        Some("help") | None => {
+            help();
+            Ok(())
+        }
+        Some(other) => {
+            help();
+            bail!("unknown task `{other}`")
+        }
+    }
+}
+
+fn help() {
+    eprintln!(
+        "usage: cargo xtask <task>\n\n\
+         tasks:\n  \
+         ci      everything CI runs: fmt, clippy -D warnings, all tests\n  \
+         fmt     cargo fmt --check\n  \
+         lint    cargo clippy --workspace --all-targets -D warnings\n  \
+         test    all tests of the workspace\n  \
+         bench   benchmarks (release build); prints the figures the issues ask for"
+    );
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo")))
+}
+
+fn run(what: &str, mut cmd: Command) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("==> {what}");
+    let status = cmd.status().with_context(|| format!("cannot start: {what}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("{what} failed ({status}) after {secs:.1}s");
+    }
+    eprintln!("<== {what}: ok in {secs:.1}s");
     Ok(())
+}
+
+fn fmt_check() -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    run("cargo fmt --check", c)
+}
+
+fn clippy() -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    run("cargo clippy -D warnings", c)
+}
+
+fn test() -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--locked", "--exclude", "agentsafe-bench"]);
+    run("cargo test (unit, integration, end to end)", c)
+}
+
+fn ci() -> anyhow::Result<()> {
+    let started = Instant::now();
+    fmt_check()?;
+    clippy()?;
+    test()?;
+    eprintln!("ci: all green in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn bench(extra: &[String]) -> anyhow::Result<()> {
+    let mut c = cargo();
+    let mut b = cargo();
+    b.args(["build", "--release", "--locked", "-p", "agentsafe-runner", "-p", "agentsafe-bench"]);
+    run("build release binaries", b)?;
+    c.args(["run", "--release", "--locked", "-p", "agentsafe-bench", "--"]).args(extra);
+    run("benchmarks (release)", c)
 }

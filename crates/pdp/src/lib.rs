@@ -1,1 +1,368 @@
-//! The policy decision point: policies, inventory and evaluation.
+//! The policy decision point: binds a request to the inventory, validates its params
+//! against the action registry and evaluates priority-ordered policies.
+//!
+//! Build a [`Pdp`] once from a [`Registry`], a [`PolicySet`] and an [`Inventory`], then
+//! call [`Pdp::decide`] from as many threads as you like. Deciding never fails: anything
+//! that goes wrong gives a DENY with a reason code (fail closed).
+//!
+//! # Evaluation
+//!
+//! 1. An empty action or target id: DENY `invalid_request`.
+//! 2. An action not in the registry: DENY `unknown_action`.
+//! 3. A known target whose type the action does not support: DENY `target_type_mismatch`.
+//!    Unknown targets are evaluated with `critical` sensitivity and keep the requested id.
+//! 4. Binding: each param with `target_attr` must equal that attribute of the target
+//!    (DENY `param_target_mismatch`); when omitted it is filled from the target.
+//! 5. Param validation against the action's types and constraints, defaults applied:
+//!    DENY `invalid_params` listing every problem.
+//! 6. Rules, highest priority first; among matching rules of equal priority the most
+//!    restrictive wins (deny over require_approval over allow), then the smallest id,
+//!    so the order of files and rules never changes a decision. No match: DENY `default_deny`.
+
+mod error;
+mod glob;
+pub mod inventory;
+mod lint;
+pub mod policy;
+pub mod testing;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use agentsafe_core::{
+    Decision, DecisionId, Params, ReasonCode, Request, Sensitivity, TargetInfo, Timestamp, Verdict,
+    effective_risk,
+};
+pub use agentsafe_registry::Registry;
+use sha2::{Digest, Sha256};
+
+pub use crate::error::{PdpError, Problem};
+pub use crate::inventory::{Inventory, Target};
+pub use crate::lint::{Warning, WarningKind};
+pub use crate::policy::{PolicySet, Rule};
+use crate::policy::Facts;
+
+/// Rules that may apply to one action, as positions in evaluation order.
+#[derive(Debug, Default)]
+struct ActionIndex {
+    /// Rules naming exact agent ids, by agent id.
+    by_agent: HashMap<String, Vec<u32>>,
+    /// Every other rule that names this action.
+    generic: Vec<u32>,
+}
+
+/// The decision point. Immutable once built; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Pdp {
+    registry: Registry,
+    inventory: Inventory,
+    policies: PolicySet,
+    index: HashMap<String, ActionIndex>,
+    policy_hash: Arc<str>,
+}
+
+/// The decisions for the steps of a plan, decided together.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanDecision {
+    /// The id linking every step's decision.
+    pub plan_id: DecisionId,
+    /// The most restrictive verdict among the steps (DENY for an empty plan).
+    pub decision: Verdict,
+    /// One decision per step, in order.
+    pub steps: Vec<Decision>,
+}
+
+impl Pdp {
+    /// Loads the registry, policies and inventory from their usual places.
+    ///
+    /// # Errors
+    /// When any of them cannot be read or is invalid.
+    pub fn load(actions: &Path, policies: &Path, inventory: &Path) -> Result<Pdp, PdpError> {
+        let registry = Registry::load(actions)?;
+        let policies = PolicySet::load(policies)?;
+        let inventory = Inventory::load(inventory)?;
+        Ok(Pdp::new(registry, policies, inventory))
+    }
+
+    /// Builds the decision point and its rule index.
+    pub fn new(registry: Registry, policies: PolicySet, inventory: Inventory) -> Pdp {
+        let mut index: HashMap<String, ActionIndex> = HashMap::new();
+        for action in registry.actions() {
+            let entry = index.entry(action.name().to_owned()).or_default();
+            for (pos, rule) in policies.rules.iter().enumerate() {
+                if !rule.matches_action(action.name()) {
+                    continue;
+                }
+                let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+                let exact: Option<Vec<&str>> = rule
+                    .m
+                    .agent_ids
+                    .as_ref()
+                    .and_then(|ids| ids.iter().map(|g| g.exact()).collect());
+                match exact {
+                    Some(ids) => {
+                        for id in ids {
+                            entry.by_agent.entry(id.to_owned()).or_default().push(pos);
+                        }
+                    }
+                    None => entry.generic.push(pos),
+                }
+            }
+        }
+        let policy_hash = Arc::from(policy_hash(&registry, &policies, &inventory).as_str());
+        Pdp {
+            registry,
+            inventory,
+            policies,
+            index,
+            policy_hash,
+        }
+    }
+
+    /// The registry in force.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The inventory in force.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// SHA-256 (hex) over the registry, policies and inventory in force.
+    pub fn policy_hash(&self) -> &str {
+        &self.policy_hash
+    }
+
+    /// Decides `request` at the current time of this machine's clock.
+    pub fn decide(&self, request: &Request) -> Decision {
+        self.evaluate(request, Timestamp::now(), None)
+    }
+
+    /// Decides `request` as if at `now`: for policy tests and replays, never for live
+    /// requests (the time of a live decision is always the decision point's clock).
+    pub fn decide_at(&self, request: &Request, now: Timestamp) -> Decision {
+        self.evaluate(request, now, None)
+    }
+
+    /// Decides the steps of a plan together: one decision per step, linked by a plan id.
+    pub fn decide_plan(&self, steps: &[Request]) -> PlanDecision {
+        self.decide_plan_at(steps, Timestamp::now())
+    }
+
+    /// [`Pdp::decide_plan`] as if at `now` (tests and replays only).
+    pub fn decide_plan_at(&self, steps: &[Request], now: Timestamp) -> PlanDecision {
+        let plan_id = new_id(now);
+        let steps: Vec<Decision> = steps
+            .iter()
+            .map(|r| self.evaluate(r, now, Some(plan_id)))
+            .collect();
+        let decision = steps
+            .iter()
+            .map(|d| d.decision)
+            .max()
+            .unwrap_or(Verdict::Deny);
+        PlanDecision {
+            plan_id,
+            decision,
+            steps,
+        }
+    }
+
+    fn evaluate(&self, req: &Request, now: Timestamp, plan_id: Option<DecisionId>) -> Decision {
+        let target = self.inventory.get(&req.target);
+        let mut d = Decision {
+            decision_id: new_id(now),
+            decision: Verdict::Deny,
+            reason_code: ReasonCode::DefaultDeny,
+            reason: String::new(),
+            rule_id: None,
+            action: req.action.clone(),
+            target: TargetInfo {
+                id: req.target.clone(),
+                known: target.is_some(),
+                target_type: target.map(Target::type_arc),
+                environment: target.map(Target::environment_arc),
+                sensitivity: target.map_or(Sensitivity::Critical, Target::sensitivity),
+            },
+            caller: req.caller.clone(),
+            action_risk: None,
+            effective_risk: None,
+            params: Params::new(),
+            change_ticket: req.change_ticket.clone(),
+            evaluated_at: now,
+            policy_hash: Arc::clone(&self.policy_hash),
+            plan_id,
+            correlation_id: req.correlation_id.clone(),
+            trace_id: req.trace_id.clone(),
+            diagnostics: Vec::new(),
+        };
+        let deny = |mut d: Decision, code: ReasonCode, reason: String| {
+            d.decision = Verdict::Deny;
+            d.reason_code = code;
+            d.reason = reason;
+            d
+        };
+        if req.action.is_empty() || req.target.is_empty() || req.caller.id.is_empty() {
+            d.params = req.params.clone();
+            let missing = [("action", &req.action), ("target", &req.target), ("caller.id", &req.caller.id)]
+                .iter()
+                .filter(|(_, v)| v.is_empty())
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return deny(d, ReasonCode::InvalidRequest, format!("the request has an empty {missing}"));
+        }
+        let Some(action) = self.registry.get(&req.action) else {
+            d.params = req.params.clone();
+            let reason = format!("unknown action `{}`", req.action);
+            return deny(d, ReasonCode::UnknownAction, reason);
+        };
+        d.action_risk = Some(action.risk());
+        let eff = effective_risk(action.risk(), d.target.sensitivity);
+        d.effective_risk = Some(eff);
+
+        // Bind target-located params so the policy judges exactly what an executor will act on.
+        let mut params = req.params.clone();
+        if let Some(t) = target {
+            if !action.target_types().iter().any(|ty| ty == t.target_type()) {
+                d.params = params;
+                let reason = format!(
+                    "action `{}` cannot act on a `{}` target (it acts on {})",
+                    action.name(),
+                    t.target_type(),
+                    action.target_types().join(", ")
+                );
+                return deny(d, ReasonCode::TargetTypeMismatch, reason);
+            }
+            let mut mismatches = Vec::new();
+            for p in action.params() {
+                let Some(attr) = p.target_attr() else { continue };
+                let Some(expected) = t.attribute(attr) else {
+                    mismatches.push(format!(
+                        "param `{}` is bound to attribute `{attr}`, which target `{}` does not have",
+                        p.name(),
+                        t.id()
+                    ));
+                    continue;
+                };
+                match params.get(p.name()) {
+                    None => {
+                        params.insert(p.name().to_owned(), serde_json::Value::from(expected));
+                    }
+                    Some(serde_json::Value::String(given)) if given == expected => {}
+                    Some(given) => mismatches.push(format!(
+                        "param `{}` is `{}` but target `{}` has {attr} `{expected}`",
+                        p.name(),
+                        display_value(given),
+                        t.id()
+                    )),
+                }
+            }
+            if !mismatches.is_empty() {
+                d.params = params;
+                let reason = mismatches.join("; ");
+                d.diagnostics = mismatches;
+                return deny(d, ReasonCode::ParamTargetMismatch, reason);
+            }
+        }
+        match action.validate_params(&params) {
+            Ok(valid) => d.params = valid,
+            Err(errors) => {
+                d.params = params;
+                d.diagnostics = errors.iter().map(ToString::to_string).collect();
+                let reason = format!("invalid params: {}", d.diagnostics.join("; "));
+                return deny(d, ReasonCode::InvalidParams, reason);
+            }
+        }
+
+        let facts = Facts {
+            target_id: &req.target,
+            target,
+            sensitivity: d.target.sensitivity,
+            caller: &req.caller,
+            effective_risk: eff,
+            has_ticket: req.change_ticket.as_deref().is_some_and(|t| !t.is_empty()),
+            now,
+        };
+        match self.first_match(&req.action, &req.caller.id, &facts) {
+            Some(rule) => {
+                d.decision = rule.verdict;
+                d.reason_code = ReasonCode::RuleMatched;
+                d.reason = rule.reason.to_string();
+                d.rule_id = Some(Arc::clone(&rule.id));
+            }
+            None => {
+                d.reason = String::from("no policy rule matched; everything not allowed is denied");
+            }
+        }
+        d
+    }
+
+    /// Walks the caller-specific and the generic rules of the action in evaluation order.
+    fn first_match(&self, action: &str, agent: &str, facts: &Facts<'_>) -> Option<&Rule> {
+        let idx = self.index.get(action)?;
+        let specific: &[u32] = idx.by_agent.get(agent).map_or(&[], Vec::as_slice);
+        let (mut a, mut b) = (specific.iter().peekable(), idx.generic.iter().peekable());
+        loop {
+            let pos = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => return None,
+            }?;
+            let rule = self.policies.rules.get(*pos as usize)?;
+            if rule.m.matches(facts) {
+                return Some(rule);
+            }
+        }
+    }
+}
+
+fn display_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A fresh 128-bit id: 48 bits of Unix milliseconds, then 80 random bits.
+fn new_id(now: Timestamp) -> DecisionId {
+    let ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
+    DecisionId::from_parts(ms, rand::random::<u128>())
+}
+
+fn policy_hash(registry: &Registry, policies: &PolicySet, inventory: &Inventory) -> String {
+    let mut h = Sha256::new();
+    h.update(b"agentsafe/policy-set/v1\n");
+    h.update(registry.content_hash().as_bytes());
+    let mut sources: Vec<(&str, &str)> = policies
+        .sources
+        .iter()
+        .map(|(n, t)| (base_name(n), t.as_str()))
+        .collect();
+    sources.sort_unstable();
+    for (name, text) in sources {
+        for part in [name, text] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    let targets = serde_json::to_vec(&inventory.targets()).unwrap_or_default();
+    h.update(&targets);
+    let digest = h.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests;

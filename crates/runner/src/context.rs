@@ -124,3 +124,26 @@ pub fn default_key_dir() -> PathBuf {
     }
     PathBuf::from(".agentsafe-keys")
 }
+
+impl Context {
+    /// Loads the registry, policies and inventory this invocation uses.
+    ///
+    /// # Errors
+    /// When any of them is missing or invalid: the message names each file, line and key.
+    pub fn load_pdp(&self) -> anyhow::Result<agentsafe_pdp::Pdp> {
+        for (what, path, hint) in [
+            ("actions folder", &self.actions_dir, "--actions"),
+            ("policies folder", &self.policies_dir, "--policies"),
+            ("inventory", &self.inventory_path, "--inventory"),
+        ] {
+            if !path.exists() {
+                anyhow::bail!(
+                    "no {what} at `{}`; run `agentsafe init DIR` to scaffold a project, or pass {hint}",
+                    path.display()
+                );
+            }
+        }
+        agentsafe_pdp::Pdp::load(&self.actions_dir, &self.policies_dir, &self.inventory_path)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}

@@ -1,8 +1,28 @@
 //! The `agentsafe` command-line tool: decisions, validation and policy tests from the terminal.
 
+#![allow(clippy::print_stderr, reason = "a command-line tool reports errors on stderr")]
+
+/// `println!` that stops quietly when stdout is closed (`agentsafe ... | head`)
+/// instead of panicking on a broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` without a newline, with the same broken-pipe behaviour as `out!`.
+macro_rules! out_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod cmd;
 mod config;
 mod context;
+mod embedded;
 
 use std::process::ExitCode;
 
@@ -36,6 +56,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Scaffold a working project: actions, policies, policy tests, inventory, config
+    Init(cmd::project::InitArgs),
+    /// Check actions, policies, inventory and config; warn about rules that never fire
+    Validate(cmd::project::ValidateArgs),
+    /// List the actions in the registry
+    ListActions(cmd::project::ListArgs),
+    /// Show one action: params, constraints, rollback, prechecks
+    ShowAction(cmd::project::ShowArgs),
+    /// Ask for a decision: may CALLER run ACTION on TARGET with PARAMS?
+    Check(cmd::decide::CheckArgs),
+    /// Decide the steps of a plan file together
+    Plan(cmd::decide::PlanArgs),
+    /// Run policy test cases
+    Test(cmd::project::TestArgs),
     // helpers: add subcommand variants below this line
 }
 
@@ -60,6 +94,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::resolve(&cli.global)?;
     match cli.command {
+        Command::Init(a) => cmd::project::init(a, &ctx),
+        Command::Validate(a) => cmd::project::validate(a, &ctx),
+        Command::ListActions(a) => cmd::project::list_actions(a, &ctx),
+        Command::ShowAction(a) => cmd::project::show_action(a, &ctx),
+        Command::Check(a) => cmd::decide::check(a, &ctx),
+        Command::Plan(a) => cmd::decide::plan(a, &ctx),
+        Command::Test(a) => cmd::project::test(a, &ctx),
         // helpers: add dispatch arms below this line
     }
 }

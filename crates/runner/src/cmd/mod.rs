@@ -1,2 +1,6 @@
 //! One module per subcommand group.
+
+pub mod decide;
+pub mod project;
+
 // helpers: add `pub mod NAME;` lines below this line

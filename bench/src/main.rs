@@ -1,0 +1,322 @@
+//! `cargo xtask bench`: decision latency on the shipped and a generated 10,000-rule config,
+//! config load time, whole-process `agentsafe check` time, and the same generated workload
+//! through the `cedar-policy` crate, printed side by side.
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agentsafe_core::{Caller, Request};
+use agentsafe_pdp::{Inventory, Pdp, PolicySet, Registry};
+use anyhow::Context as _;
+use rand::{Rng, SeedableRng};
+
+const RULES: usize = 10_000;
+const TARGETS: usize = 1_000;
+const AGENTS: usize = 1_000;
+const ENVS: [&str; 3] = ["dev", "staging", "prod"];
+const ROLES: [&str; 3] = ["sre", "developer", "agent"];
+const SENS: [&str; 4] = ["public", "internal", "restricted", "critical"];
+const ACTIONS: [&str; 3] = ["scale-deployment", "restart-deployment", "rollout-status"];
+const VERDICTS: [&str; 3] = ["allow", "deny", "require_approval"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Latency percentiles over individually timed calls.
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn measure(n: usize, mut f: impl FnMut(usize)) -> Stats {
+    for i in 0..n / 10 {
+        f(i);
+    }
+    let mut samples: Vec<u64> = Vec::with_capacity(n);
+    let total = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        f(i);
+        samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    let mean = total.elapsed() / u32::try_from(n).unwrap_or(1);
+    samples.sort_unstable();
+    let pick = |q: f64| {
+        let idx = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        Duration::from_nanos(samples.get(idx).copied().unwrap_or(0))
+    };
+    Stats {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        mean,
+    }
+}
+
+fn show(label: &str, s: &Stats) {
+    println!(
+        "{label:58} p50 {:>9.3} µs   p99 {:>9.3} µs   mean {:>9.3} µs",
+        s.p50.as_nanos() as f64 / 1000.0,
+        s.p99.as_nanos() as f64 / 1000.0,
+        s.mean.as_nanos() as f64 / 1000.0
+    );
+}
+
+fn request(action: &str, target: &str, agent: &str, role: &str) -> Request {
+    let mut params = agentsafe_core::Params::new();
+    if action == "scale-deployment" {
+        params.insert("replicas".into(), serde_json::json!(3));
+    }
+    Request {
+        action: action.into(),
+        target: target.into(),
+        caller: Caller {
+            id: agent.into(),
+            roles: vec![role.into()],
+            authenticated: true,
+            ..Caller::default()
+        },
+        params,
+        ..Request::default()
+    }
+}
+
+fn generated_inventory() -> String {
+    let mut s = String::new();
+    for i in 0..TARGETS {
+        s.push_str(&format!(
+            "[[targets]]\nid = \"gen/t{i}\"\ntype = \"k8s-deployment\"\nenvironment = \"{}\"\nsensitivity = \"{}\"\nattributes = {{ cluster = \"c1\", namespace = \"ns{}\", name = \"app{i}\" }}\n\n",
+            ENVS[i % 3],
+            SENS[i % 4],
+            i % 50
+        ));
+    }
+    s
+}
+
+fn generated_policies() -> String {
+    let mut s = String::new();
+    for i in 0..RULES {
+        s.push_str(&format!(
+            "[[rules]]\nid = \"r{i}\"\npriority = {}\ndecision = \"{}\"\nreason = \"generated\"\nmatch.actions = [\"{}\"]\nmatch.targets.environments = [\"{}\"]\nmatch.callers.agent_ids = [\"agent-{}\"]\nmatch.callers.roles = [\"{}\"]\n\n",
+            i % 7,
+            VERDICTS[(i / 7) % 3],
+            ACTIONS[i % 3],
+            ENVS[(i / 3) % 3],
+            i % AGENTS,
+            ROLES[(i / 11) % 3],
+        ));
+    }
+    // A few generic rules every request must also consider.
+    s.push_str("[[rules]]\nid = \"g-unknown\"\npriority = 100\ndecision = \"deny\"\nreason = \"unknown\"\nmatch.targets.known = false\n\n");
+    s.push_str("[[rules]]\nid = \"g-critical\"\npriority = 50\ndecision = \"require_approval\"\nreason = \"critical\"\nmatch.effective_risk = [\"critical\"]\nmatch.callers.roles = [\"agent\"]\n\n");
+    s
+}
+
+fn cedar_policies() -> String {
+    let mut s = String::new();
+    for i in 0..RULES {
+        let effect = if VERDICTS[(i / 7) % 3] == "deny" { "forbid" } else { "permit" };
+        s.push_str(&format!(
+            "@id(\"r{i}\")\n{effect}(principal == Agent::\"agent-{}\", action == Action::\"{}\", resource)\nwhen {{ resource.environment == \"{}\" && principal.roles.contains(\"{}\") }};\n",
+            i % AGENTS,
+            ACTIONS[i % 3],
+            ENVS[(i / 3) % 3],
+            ROLES[(i / 11) % 3],
+        ));
+    }
+    s
+}
+
+fn cedar_entities() -> String {
+    let mut list = Vec::new();
+    for a in 0..AGENTS {
+        list.push(serde_json::json!({
+            "uid": {"type": "Agent", "id": format!("agent-{a}")},
+            "attrs": {"roles": [ROLES[a % 3]]},
+            "parents": []
+        }));
+    }
+    for t in 0..TARGETS {
+        list.push(serde_json::json!({
+            "uid": {"type": "Target", "id": format!("gen/t{t}")},
+            "attrs": {"environment": ENVS[t % 3]},
+            "parents": []
+        }));
+    }
+    serde_json::Value::Array(list).to_string()
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = root();
+    println!("agentsafe benchmarks (release build, one thread unless stated)\n");
+
+    // --- shipped config ------------------------------------------------------
+    let started = Instant::now();
+    let pdp = Pdp::load(&root.join("actions"), &root.join("policies"), &root.join("inventory.toml"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("load shipped config ({} actions, {} rules, {} targets): {:.2} ms",
+        pdp.registry().len(), pdp.policies().len(), pdp.inventory().len(),
+        started.elapsed().as_secs_f64() * 1000.0);
+    let shipped: Vec<Request> = vec![
+        request("scale-deployment", "staging/api-server", "agent-1", "developer"),
+        request("scale-deployment", "prod/payments", "agent-2", "sre"),
+        request("restart-deployment", "prod/api-server", "agent-3", "sre"),
+        request("rollout-status", "dev/sandbox", "agent-4", "agent"),
+        request("scale-deployment", "prod/unknown", "agent-5", "sre"),
+        request("drain-node", "staging/node-1", "agent-6", "sre"),
+    ];
+    let s = measure(300_000, |i| {
+        black_box(pdp.decide(black_box(&shipped[i % shipped.len()])));
+    });
+    show("decide, shipped config", &s);
+
+    // --- generated 10,000-rule config ------------------------------------------
+    let registry_sources = read_dir(&root.join("actions"))?;
+    let inv_text = generated_inventory();
+    let pol_text = generated_policies();
+    let mut loads = Vec::new();
+    let mut generated = None;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let registry = Registry::from_sources(&registry_sources).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let policies = PolicySet::from_sources(&[("generated.toml", pol_text.as_str())]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let inventory = Inventory::parse("generated-inventory.toml", &inv_text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pdp = Pdp::new(registry, policies, inventory);
+        loads.push(t.elapsed());
+        generated = Some(pdp);
+    }
+    loads.sort();
+    let generated = generated.context("no generated config")?;
+    println!(
+        "load generated config ({} rules, {} targets, {:.1} MiB of TOML): median {:.1} ms",
+        generated.policies().len(),
+        generated.inventory().len(),
+        (pol_text.len() + inv_text.len()) as f64 / (1024.0 * 1024.0),
+        loads.get(2).copied().unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let reqs: Vec<Request> = (0..4096)
+        .map(|_| {
+            let agent = rng.random_range(0..AGENTS);
+            request(
+                ACTIONS[rng.random_range(0..3)],
+                &format!("gen/t{}", rng.random_range(0..TARGETS)),
+                &format!("agent-{agent}"),
+                ROLES[agent % 3],
+            )
+        })
+        .collect();
+    let allowed = reqs.iter().filter(|r| generated.decide(r).is_allow()).count();
+    let s_gen = measure(300_000, |i| {
+        black_box(generated.decide(black_box(&reqs[i % reqs.len()])));
+    });
+    show(&format!("decide, generated {RULES}-rule config ({allowed}/4096 allowed)"), &s_gen);
+
+    // Threads: the PDP is shared, decisions scale across cores.
+    let shared = std::sync::Arc::new(generated);
+    let per = 200_000usize;
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for k in 0..2 {
+            let pdp = std::sync::Arc::clone(&shared);
+            let reqs = &reqs;
+            scope.spawn(move || {
+                for i in 0..per {
+                    black_box(pdp.decide(&reqs[(i + k * 7) % reqs.len()]));
+                }
+            });
+        }
+    });
+    println!("decide, generated config, 2 threads: {:.0} decisions/s", (2 * per) as f64 / t.elapsed().as_secs_f64());
+
+    // --- Cedar on the equivalent workload ----------------------------------------
+    let t = Instant::now();
+    let cedar_set: cedar_policy::PolicySet = cedar_policies().parse().map_err(|e| anyhow::anyhow!("cedar policies: {e}"))?;
+    let entities = cedar_policy::Entities::from_json_str(&cedar_entities(), None).map_err(|e| anyhow::anyhow!("cedar entities: {e}"))?;
+    println!("cedar: load {RULES} policies + entities: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+    let authorizer = cedar_policy::Authorizer::new();
+    let cedar_reqs: Vec<cedar_policy::Request> = reqs
+        .iter()
+        .map(|r| {
+            let uid = |ty: &str, id: &str| -> anyhow::Result<cedar_policy::EntityUid> {
+                let tn: cedar_policy::EntityTypeName = ty.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let id: cedar_policy::EntityId = id.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                Ok(cedar_policy::EntityUid::from_type_name_and_id(tn, id))
+            };
+            cedar_policy::Request::new(
+                uid("Agent", &r.caller.id)?,
+                uid("Action", &r.action)?,
+                uid("Target", &r.target)?,
+                cedar_policy::Context::empty(),
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let n_cedar = 20_000;
+    let s_cedar = measure(n_cedar, |i| {
+        black_box(authorizer.is_authorized(&cedar_reqs[i % cedar_reqs.len()], &cedar_set, &entities));
+    });
+    show(&format!("cedar is_authorized, same {RULES}-rule workload"), &s_cedar);
+    println!(
+        "ratio cedar/agentsafe at p50: {:.0}x   at p99: {:.0}x",
+        s_cedar.p50.as_nanos() as f64 / s_gen.p50.as_nanos().max(1) as f64,
+        s_cedar.p99.as_nanos() as f64 / s_gen.p99.as_nanos().max(1) as f64
+    );
+
+    // --- whole process ---------------------------------------------------------
+    check_process(&root)?;
+    Ok(())
+}
+
+fn read_dir(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            out.push((p.display().to_string(), std::fs::read_to_string(&p)?));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn check_process(root: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("agentsafe");
+    if !bin.is_file() {
+        println!("agentsafe check (whole process): skipped, {} not built (cargo xtask bench builds it)", bin.display());
+        return Ok(());
+    }
+    let run = || {
+        std::process::Command::new(&bin)
+            .current_dir(root)
+            .args(["check", "scale-deployment", "--target", "staging/api-server", "--caller", "agent-1", "--role", "developer", "--params", "{\"replicas\":3}"])
+            .env("AGENTSAFE_STATE_DIR", std::env::temp_dir().join("agentsafe-bench-state"))
+            .output()
+    };
+    for _ in 0..3 {
+        run()?;
+    }
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let out = run()?;
+        times.push(t.elapsed());
+        if out.status.code() != Some(0) {
+            anyhow::bail!("agentsafe check failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    times.sort();
+    println!(
+        "agentsafe check (whole process, 50 runs): median {:.2} ms, p90 {:.2} ms",
+        times.get(25).copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        times.get(45).copied().unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    Ok(())
+}

@@ -1,0 +1,684 @@
+//! Policy files (`policies/*.toml`): rules with an id, a priority, match conditions and a decision.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use agentsafe_core::{Caller, Risk, Sensitivity, Timestamp, Verdict};
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{PdpError, Problem, Source};
+use crate::glob::Glob;
+use crate::inventory::Target;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    rules: Vec<RuleToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleToml {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    priority: i64,
+    #[serde(rename = "match")]
+    matcher: MatchToml,
+    decision: Verdict,
+    reason: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchToml {
+    actions: Option<Spanned<Vec<String>>>,
+    targets: Option<TargetMatchToml>,
+    callers: Option<CallerMatchToml>,
+    effective_risk: Option<Spanned<Vec<Risk>>>,
+    time: Option<TimeToml>,
+    require_ticket: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetMatchToml {
+    ids: Option<Spanned<Vec<String>>>,
+    environments: Option<Spanned<Vec<String>>>,
+    sensitivities: Option<Spanned<Vec<Sensitivity>>>,
+    types: Option<Spanned<Vec<String>>>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+    known: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallerMatchToml {
+    agent_ids: Option<Spanned<Vec<String>>>,
+    roles: Option<Spanned<Vec<String>>>,
+    groups: Option<Spanned<Vec<String>>>,
+    delegated_from: Option<Spanned<Vec<String>>>,
+    max_delegation_depth: Option<u32>,
+    require_delegation: Option<bool>,
+    authenticated: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeToml {
+    #[serde(default)]
+    days: Option<Spanned<Vec<String>>>,
+    start: Spanned<String>,
+    end: Spanned<String>,
+    timezone: Spanned<String>,
+}
+
+/// A weekly time window in an explicit IANA time zone.
+#[derive(Debug, Clone)]
+pub(crate) struct TimeWindow {
+    /// Bit `n` set: weekday `n` (Monday = 0) is in the window.
+    days: u8,
+    start: u16,
+    end: u16,
+    tz: TimeZone,
+    text: String,
+}
+
+impl PartialEq for TimeWindow {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl TimeWindow {
+    /// Whether `now` falls in the window. `start` is inclusive, `end` exclusive; when
+    /// `end <= start` the window runs past midnight, and `days` names the local day
+    /// the current minute falls on.
+    fn contains(&self, now: Timestamp) -> bool {
+        let local = now.to_zoned(self.tz.clone());
+        let day = local.weekday().to_monday_zero_offset();
+        if self.days & (1u8 << day) == 0 {
+            return false;
+        }
+        let minute = u16::try_from(i32::from(local.hour()) * 60 + i32::from(local.minute()))
+            .unwrap_or(u16::MAX);
+        if self.start < self.end {
+            self.start <= minute && minute < self.end
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+/// One compiled policy rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub(crate) id: Arc<str>,
+    pub(crate) description: Option<String>,
+    pub(crate) priority: i64,
+    pub(crate) verdict: Verdict,
+    pub(crate) reason: Arc<str>,
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) m: Conditions,
+}
+
+/// The match conditions of a rule; `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Conditions {
+    pub(crate) actions: Option<Vec<Glob>>,
+    pub(crate) target_ids: Option<Vec<Glob>>,
+    pub(crate) environments: Option<Vec<String>>,
+    pub(crate) sensitivities: Option<Vec<Sensitivity>>,
+    pub(crate) types: Option<Vec<String>>,
+    pub(crate) labels: Option<Vec<(String, Glob)>>,
+    pub(crate) known: Option<bool>,
+    pub(crate) agent_ids: Option<Vec<Glob>>,
+    pub(crate) roles: Option<Vec<String>>,
+    pub(crate) groups: Option<Vec<String>>,
+    pub(crate) delegated_from: Option<Vec<Glob>>,
+    pub(crate) max_depth: Option<u32>,
+    pub(crate) delegated: Option<bool>,
+    pub(crate) authenticated: Option<bool>,
+    pub(crate) risks: Option<Vec<Risk>>,
+    pub(crate) time: Option<TimeWindow>,
+    pub(crate) has_ticket: Option<bool>,
+}
+
+/// What a rule is matched against (everything but the action, which the index handles).
+#[derive(Debug)]
+pub(crate) struct Facts<'a> {
+    pub(crate) target_id: &'a str,
+    pub(crate) target: Option<&'a Target>,
+    pub(crate) sensitivity: Sensitivity,
+    pub(crate) caller: &'a Caller,
+    pub(crate) effective_risk: Risk,
+    pub(crate) has_ticket: bool,
+    pub(crate) now: Timestamp,
+}
+
+fn any_glob(globs: &[Glob], text: &str) -> bool {
+    globs.iter().any(|g| g.matches(text))
+}
+
+impl Conditions {
+    /// Whether every given condition holds (the action is checked by the caller).
+    pub(crate) fn matches(&self, f: &Facts<'_>) -> bool {
+        if self.has_ticket.is_some_and(|t| t != f.has_ticket) {
+            return false;
+        }
+        if let Some(r) = &self.risks {
+            if !r.contains(&f.effective_risk) {
+                return false;
+            }
+        }
+        self.matches_target(f.target_id, f.target, f.sensitivity) && self.matches_caller(f)
+    }
+
+    /// Whether a rule has any condition on the target.
+    pub(crate) fn has_target_conditions(&self) -> bool {
+        self.target_ids.is_some()
+            || self.environments.is_some()
+            || self.sensitivities.is_some()
+            || self.types.is_some()
+            || self.labels.is_some()
+            || self.known.is_some()
+    }
+
+    /// The target conditions alone.
+    pub(crate) fn matches_target(
+        &self,
+        target_id: &str,
+        target: Option<&Target>,
+        sensitivity: Sensitivity,
+    ) -> bool {
+        if self.known.is_some_and(|k| k != target.is_some()) {
+            return false;
+        }
+        if let Some(s) = &self.sensitivities {
+            if !s.contains(&sensitivity) {
+                return false;
+            }
+        }
+        if let Some(ids) = &self.target_ids {
+            if !any_glob(ids, target_id) {
+                return false;
+            }
+        }
+        if self.environments.is_some() || self.types.is_some() || self.labels.is_some() {
+            // Unknown targets have no environment, type or labels: such conditions never hold.
+            let Some(t) = target else { return false };
+            if let Some(envs) = &self.environments {
+                if !envs.iter().any(|e| e == t.environment()) {
+                    return false;
+                }
+            }
+            if let Some(types) = &self.types {
+                if !types.iter().any(|e| e == t.target_type()) {
+                    return false;
+                }
+            }
+            if let Some(labels) = &self.labels {
+                let ok = labels
+                    .iter()
+                    .all(|(k, g)| t.labels().get(k).is_some_and(|v| g.matches(v)));
+                if !ok {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn matches_caller(&self, f: &Facts<'_>) -> bool {
+        let c = f.caller;
+        if self.authenticated.is_some_and(|a| a != c.authenticated) {
+            return false;
+        }
+        if self.delegated.is_some_and(|d| d != (c.depth() > 0)) {
+            return false;
+        }
+        if self.max_depth.is_some_and(|m| c.depth() > m as usize) {
+            return false;
+        }
+        if let Some(ids) = &self.agent_ids {
+            if !any_glob(ids, &c.id) {
+                return false;
+            }
+        }
+        if let Some(roles) = &self.roles {
+            if !roles.iter().any(|r| c.roles.contains(r)) {
+                return false;
+            }
+        }
+        if let Some(groups) = &self.groups {
+            if !groups.iter().any(|g| c.groups.contains(g)) {
+                return false;
+            }
+        }
+        if let Some(from) = &self.delegated_from {
+            if !c.delegation_chain.iter().any(|a| any_glob(from, a)) {
+                return false;
+            }
+        }
+        if let Some(w) = &self.time {
+            if !w.contains(f.now) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Rule {
+    /// The rule id, unique across all policy files.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The rule's description, if any.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    /// Higher priorities are evaluated first.
+    pub fn priority(&self) -> i64 {
+        self.priority
+    }
+    /// What the rule decides when it matches.
+    pub fn decision(&self) -> Verdict {
+        self.verdict
+    }
+    /// The human-readable reason given with the decision.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+    /// The file the rule came from.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+    /// The line of the rule's `id` key.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+    /// Whether the rule names this action (or has no action condition).
+    pub fn matches_action(&self, action: &str) -> bool {
+        self.m.actions.as_ref().is_none_or(|a| any_glob(a, action))
+    }
+    /// Evaluation order: higher priority first; within a priority the most
+    /// restrictive first; then by id, so file and rule order never matter.
+    pub(crate) fn order_key(&self) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<Verdict>, Arc<str>) {
+        (
+            std::cmp::Reverse(self.priority),
+            std::cmp::Reverse(self.verdict),
+            Arc::clone(&self.id),
+        )
+    }
+}
+
+/// All rules of all policy files, in evaluation order.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) sources: Vec<(String, String)>,
+}
+
+impl PolicySet {
+    /// Reads every `*.toml` file directly in `dir` (sorted by name).
+    ///
+    /// # Errors
+    /// When the folder or a file cannot be read, or any rule is invalid; every problem is listed.
+    pub fn load(dir: &Path) -> Result<PolicySet, PdpError> {
+        let sources = read_toml_dir(dir)?;
+        PolicySet::from_sources(&sources)
+    }
+
+    /// Parses policies from `(file name, text)` pairs.
+    ///
+    /// # Errors
+    /// When any rule is invalid; every problem in every file is listed.
+    pub fn from_sources<N: AsRef<str>, T: AsRef<str>>(
+        sources: &[(N, T)],
+    ) -> Result<PolicySet, PdpError> {
+        let mut problems = Vec::new();
+        let mut rules = Vec::new();
+        let mut ids: HashMap<String, (String, usize)> = HashMap::new();
+        for (name, text) in sources {
+            let src = Source {
+                file: name.as_ref(),
+                text: text.as_ref(),
+            };
+            let parsed: PolicyFile = match toml::from_str(src.text) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(src.toml_problem(&e));
+                    continue;
+                }
+            };
+            for (i, r) in parsed.rules.into_iter().enumerate() {
+                let line = crate::error::line_col(src.text, r.id.span().start).0;
+                let id = r.id.get_ref().clone();
+                if id.is_empty() {
+                    problems.push(src.problem(Some(r.id.span()), format!("rules[{i}].id"), "rule id must not be empty"));
+                }
+                if let Some((file, first_line)) = ids.get(&id) {
+                    problems.push(src.problem(
+                        Some(r.id.span()),
+                        format!("rules[{i}].id"),
+                        format!("duplicate rule id `{id}` (first defined at {file}:{first_line})"),
+                    ));
+                    continue;
+                }
+                ids.insert(id.clone(), (src.file.to_owned(), line));
+                match compile(&src, i, r.matcher) {
+                    Ok(m) => rules.push(Rule {
+                        id: Arc::from(id.as_str()),
+                        description: r.description,
+                        priority: r.priority,
+                        verdict: r.decision,
+                        reason: Arc::from(r.reason.as_str()),
+                        file: src.file.to_owned(),
+                        line,
+                        m,
+                    }),
+                    Err(mut p) => problems.append(&mut p),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(PdpError::Invalid(problems));
+        }
+        rules.sort_by_key(Rule::order_key);
+        Ok(PolicySet {
+            rules,
+            sources: sources
+                .iter()
+                .map(|(n, t)| (n.as_ref().to_owned(), t.as_ref().to_owned()))
+                .collect(),
+        })
+    }
+
+    /// Every rule in evaluation order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules (everything is denied).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// Reads every `*.toml` file directly in `dir`, sorted by file name.
+pub(crate) fn read_toml_dir(dir: &Path) -> Result<Vec<(String, String)>, PdpError> {
+    let io = |source| PdpError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            std::fs::read_to_string(&p)
+                .map(|t| (p.display().to_string(), t))
+                .map_err(|source| PdpError::Io { path: p, source })
+        })
+        .collect()
+}
+
+fn non_empty<T>(
+    src: &Source<'_>,
+    problems: &mut Vec<Problem>,
+    key: String,
+    list: Option<Spanned<Vec<T>>>,
+) -> Option<Vec<T>> {
+    let list = list?;
+    if list.get_ref().is_empty() {
+        problems.push(src.problem(
+            Some(list.span()),
+            key,
+            "an empty list matches nothing; remove the key to match anything",
+        ));
+        return None;
+    }
+    Some(list.into_inner())
+}
+
+fn globs(v: Option<Vec<String>>) -> Option<Vec<Glob>> {
+    v.map(|v| v.iter().map(|s| Glob::new(s)).collect())
+}
+
+fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<Problem>> {
+    let mut p = Vec::new();
+    let k = |s: &str| format!("rules[{i}].match.{s}");
+    let t = m.targets.unwrap_or_default();
+    let c = m.callers.unwrap_or_default();
+    let mut cond = Conditions {
+        actions: globs(non_empty(src, &mut p, k("actions"), m.actions)),
+        target_ids: globs(non_empty(src, &mut p, k("targets.ids"), t.ids)),
+        environments: non_empty(src, &mut p, k("targets.environments"), t.environments),
+        sensitivities: non_empty(src, &mut p, k("targets.sensitivities"), t.sensitivities),
+        types: non_empty(src, &mut p, k("targets.types"), t.types),
+        labels: None,
+        known: t.known,
+        agent_ids: globs(non_empty(src, &mut p, k("callers.agent_ids"), c.agent_ids)),
+        roles: non_empty(src, &mut p, k("callers.roles"), c.roles),
+        groups: non_empty(src, &mut p, k("callers.groups"), c.groups),
+        delegated_from: globs(non_empty(src, &mut p, k("callers.delegated_from"), c.delegated_from)),
+        max_depth: c.max_delegation_depth,
+        delegated: c.require_delegation,
+        authenticated: c.authenticated,
+        risks: non_empty(src, &mut p, k("effective_risk"), m.effective_risk),
+        time: None,
+        has_ticket: m.require_ticket,
+    };
+    if let Some(labels) = t.labels {
+        if labels.get_ref().is_empty() {
+            p.push(src.problem(Some(labels.span()), k("targets.labels"), "an empty label table matches anything; remove it"));
+        }
+        cond.labels = Some(labels.into_inner().into_iter().map(|(k, v)| (k, Glob::new(&v))).collect());
+    }
+    if cond.known == Some(false)
+        && (cond.environments.is_some() || cond.types.is_some() || cond.labels.is_some())
+    {
+        p.push(src.problem(
+            None,
+            k("targets.known"),
+            "`known = false` with environments, types or labels can never match: unknown targets have none",
+        ));
+    }
+    if let Some(w) = m.time {
+        match time_window(src, &k("time"), w) {
+            Ok(w) => cond.time = Some(w),
+            Err(mut e) => p.append(&mut e),
+        }
+    }
+    if p.is_empty() { Ok(cond) } else { Err(p) }
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u16 = h.parse().ok()?;
+    let m: u16 = m.parse().ok()?;
+    // "24:00" is allowed as an end-of-day marker.
+    (h < 24 && m < 60 || h == 24 && m == 0).then_some(h * 60 + m)
+}
+
+fn time_window(src: &Source<'_>, key: &str, w: TimeToml) -> Result<TimeWindow, Vec<Problem>> {
+    let mut p = Vec::new();
+    let tz = match TimeZone::get(w.timezone.get_ref()) {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            p.push(src.problem(
+                Some(w.timezone.span()),
+                format!("{key}.timezone"),
+                format!("unknown IANA time zone `{}`", w.timezone.get_ref()),
+            ));
+            None
+        }
+    };
+    let mut bound = |s: &Spanned<String>, name: &str| {
+        let v = parse_hhmm(s.get_ref());
+        if v.is_none() {
+            p.push(src.problem(
+                Some(s.span()),
+                format!("{key}.{name}"),
+                format!("invalid time `{}`, expected HH:MM (00:00 to 24:00)", s.get_ref()),
+            ));
+        }
+        v
+    };
+    let start = bound(&w.start, "start");
+    let end = bound(&w.end, "end");
+    let mut days = 0u8;
+    match &w.days {
+        None => days = 0x7f,
+        Some(list) if list.get_ref().is_empty() => p.push(src.problem(
+            Some(list.span()),
+            format!("{key}.days"),
+            "an empty list matches nothing; remove the key to match every day",
+        )),
+        Some(list) => {
+            for d in list.get_ref() {
+                let bit = match d.to_ascii_lowercase().as_str() {
+                    "mon" | "monday" => Some(Weekday::Monday),
+                    "tue" | "tuesday" => Some(Weekday::Tuesday),
+                    "wed" | "wednesday" => Some(Weekday::Wednesday),
+                    "thu" | "thursday" => Some(Weekday::Thursday),
+                    "fri" | "friday" => Some(Weekday::Friday),
+                    "sat" | "saturday" => Some(Weekday::Saturday),
+                    "sun" | "sunday" => Some(Weekday::Sunday),
+                    _ => None,
+                };
+                match bit {
+                    Some(day) => days |= 1 << day.to_monday_zero_offset(),
+                    None => p.push(src.problem(
+                        Some(list.span()),
+                        format!("{key}.days"),
+                        format!("unknown day `{d}`, expected mon, tue, wed, thu, fri, sat or sun"),
+                    )),
+                }
+            }
+        }
+    }
+    if start.is_some() && start == end {
+        p.push(src.problem(
+            Some(w.end.span()),
+            format!("{key}.end"),
+            "an empty window (start equals end) matches nothing",
+        ));
+    }
+    match (tz, start, end, p.is_empty()) {
+        (Some(tz), Some(start), Some(end), true) => Ok(TimeWindow {
+            days,
+            start,
+            end,
+            text: format!(
+                "{:07b} {start}-{end} {}",
+                days,
+                w.timezone.get_ref()
+            ),
+            tz,
+        }),
+        _ => Err(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<PolicySet, String> {
+        PolicySet::from_sources(&[("p.toml", text)]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn typo_in_a_match_key_is_an_error_not_a_wider_rule() {
+        let e = load(
+            "[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"allow\"\nreason = \"r\"\nmatch.callers.role = [\"sre\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("p.toml:6:"), "{e}");
+        assert!(e.contains("unknown field `role`"), "{e}");
+    }
+
+    #[test]
+    fn missing_match_is_an_error() {
+        let e = load("[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"allow\"\nreason = \"r\"\n").unwrap_err();
+        assert!(e.contains("missing field `match`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_ids_across_files() {
+        let r = "[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch = {}\n";
+        let e = PolicySet::from_sources(&[("one.toml", r), ("two.toml", r)]).unwrap_err().to_string();
+        assert_eq!(e, "two.toml:2:6: rules[0].id: duplicate rule id `a` (first defined at one.toml:2)");
+    }
+
+    #[test]
+    fn bad_time_window_parts_are_all_reported() {
+        let e = load(
+            "[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch.time = { days = [\"funday\"], start = \"25:00\", end = \"9\", timezone = \"Mars/Olympus\" }\n",
+        )
+        .unwrap_err();
+        for needle in ["unknown IANA time zone `Mars/Olympus`", "invalid time `25:00`", "invalid time `9`", "unknown day `funday`"] {
+            assert!(e.contains(needle), "{needle} in {e}");
+        }
+        assert!(e.contains("rules[0].match.time.timezone"), "{e}");
+    }
+
+    #[test]
+    fn empty_lists_are_errors() {
+        let e = load("[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"allow\"\nreason = \"r\"\nmatch.callers.roles = []\n").unwrap_err();
+        assert!(e.contains("rules[0].match.callers.roles: an empty list matches nothing"), "{e}");
+    }
+
+    #[test]
+    fn window_wraps_midnight() {
+        let w = TimeWindow {
+            days: 0x7f,
+            start: 22 * 60,
+            end: 6 * 60,
+            tz: TimeZone::UTC,
+            text: String::new(),
+        };
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert!(w.contains(at("2026-01-05T23:00:00Z")));
+        assert!(w.contains(at("2026-01-05T05:59:00Z")));
+        assert!(!w.contains(at("2026-01-05T06:00:00Z")));
+        assert!(!w.contains(at("2026-01-05T12:00:00Z")));
+    }
+
+    #[test]
+    fn window_uses_its_time_zone() {
+        let w = TimeWindow {
+            days: 1, // Monday only
+            start: 9 * 60,
+            end: 17 * 60,
+            tz: TimeZone::get("Asia/Tokyo").unwrap(),
+            text: String::new(),
+        };
+        // 2026-01-05 is a Monday; 01:00 UTC is 10:00 in Tokyo.
+        assert!(w.contains("2026-01-05T01:00:00Z".parse().unwrap()));
+        // 10:00 UTC Monday is 19:00 in Tokyo: outside.
+        assert!(!w.contains("2026-01-05T10:00:00Z".parse().unwrap()));
+    }
+}

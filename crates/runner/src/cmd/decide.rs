@@ -1,0 +1,204 @@
+//! `agentsafe check` and `agentsafe plan`: ask for decisions.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agentsafe_core::{Caller, Decision, Params, Request, Verdict};
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::context::Context;
+use crate::exit;
+
+/// Who is asking, from flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallerArgs {
+    /// The caller's agent id (unauthenticated).
+    #[arg(long)]
+    pub caller: Option<String>,
+    /// A role of the caller (repeatable).
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
+    /// A group of the caller (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+}
+
+/// Arguments of `agentsafe check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The action name, such as `scale-deployment`.
+    pub action: String,
+    /// The target id from the inventory.
+    #[arg(long)]
+    pub target: String,
+    #[command(flatten)]
+    pub who: CallerArgs,
+    /// Params as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+    /// An external change-ticket id.
+    #[arg(long = "ticket-id", value_name = "ID")]
+    pub ticket_id: Option<String>,
+    /// A correlation id to record with the decision.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+}
+
+/// Arguments of `agentsafe plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// A plan file (TOML, or JSON when it ends in `.json`).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub who: CallerArgs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    #[serde(default)]
+    caller: Option<Caller>,
+    #[serde(default)]
+    steps: Vec<PlanStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanStep {
+    action: String,
+    target: String,
+    #[serde(default)]
+    params: Params,
+    #[serde(default)]
+    ticket_id: Option<String>,
+}
+
+fn caller_from(who: &CallerArgs) -> Option<Caller> {
+    who.caller.as_ref().map(|id| Caller {
+        id: id.clone(),
+        roles: who.roles.clone(),
+        groups: who.groups.clone(),
+        delegation_chain: Vec::new(),
+        authenticated: false,
+    })
+}
+
+/// Parses `--params`: a JSON object, with an error that says where it broke.
+fn parse_params(text: Option<&str>) -> anyhow::Result<Params> {
+    let Some(text) = text else {
+        return Ok(Params::new());
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!("--params: invalid JSON at line {}, column {}: {e}", e.line(), e.column())
+    })?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        other => anyhow::bail!("--params: expected a JSON object, got `{other}`"),
+    }
+}
+
+/// The exit code for a verdict.
+pub fn verdict_code(v: Verdict) -> ExitCode {
+    ExitCode::from(match v {
+        Verdict::Allow => exit::ALLOW,
+        Verdict::Deny => exit::DENY,
+        Verdict::RequireApproval => exit::REQUIRE_APPROVAL,
+    })
+}
+
+/// Prints a decision as text.
+pub fn print_decision(d: &Decision) {
+    let rule = d.rule_id.as_deref().map(|r| format!(" [rule {r}]")).unwrap_or_default();
+    out!("{}  {} on {}{}", d.decision.label(), d.action, d.target.id, rule);
+    out!("  reason:      {} ({})", d.reason, d.reason_code);
+    for diag in &d.diagnostics {
+        out!("    - {diag}");
+    }
+    let risk = match (d.action_risk, d.effective_risk) {
+        (Some(a), Some(e)) => {
+            let s = d.target.sensitivity;
+            let article = if s == agentsafe_core::Sensitivity::Internal { "an" } else { "a" };
+            format!("{a} action on {article} {s} target: effective {e}")
+        }
+        _ => String::from("unknown"),
+    };
+    out!("  risk:        {risk}");
+    if !d.target.known {
+        out!("  target:      `{}` is not in the inventory (evaluated as critical)", d.target.id);
+    }
+    let auth = if d.caller.authenticated { "authenticated" } else { "unauthenticated" };
+    out!("  caller:      {} ({auth})", d.caller.id);
+    if !d.params.is_empty() {
+        out!("  params:      {}", serde_json::Value::Object(d.params.clone()));
+    }
+    out!("  decision id: {}", d.decision_id);
+}
+
+/// `agentsafe check`.
+pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let pdp = ctx.load_pdp()?;
+    let params = parse_params(args.params.as_deref())?;
+    let caller = caller_from(&args.who).context("--caller is required")?;
+    let request = Request {
+        action: args.action,
+        target: args.target,
+        caller,
+        params,
+        change_ticket: args.ticket_id,
+        correlation_id: args.correlation_id,
+        trace_id: None,
+    };
+    let decision = pdp.decide(&request);
+    if ctx.json() {
+        out!("{}", serde_json::to_string_pretty(&decision)?);
+    } else {
+        print_decision(&decision);
+    }
+    Ok(verdict_code(decision.decision))
+}
+
+/// `agentsafe plan`.
+pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let pdp = ctx.load_pdp()?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read plan `{}`", args.file.display()))?;
+    let file: PlanFile = if args.file.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("{}:{}:{}: {e}", args.file.display(), e.line(), e.column())
+        })?
+    } else {
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!(crate::config::toml_error(&args.file, &text, &e)))?
+    };
+    let caller = caller_from(&args.who)
+        .or(file.caller)
+        .context("no caller: pass --caller or give `caller` in the plan file")?;
+    if file.steps.is_empty() {
+        anyhow::bail!("{}: the plan has no steps", args.file.display());
+    }
+    let requests: Vec<Request> = file
+        .steps
+        .into_iter()
+        .map(|s| Request {
+            action: s.action,
+            target: s.target,
+            caller: caller.clone(),
+            params: s.params,
+            change_ticket: s.ticket_id,
+            correlation_id: None,
+            trace_id: None,
+        })
+        .collect();
+    let plan = pdp.decide_plan(&requests);
+    if ctx.json() {
+        out!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        out!("plan {}: {}", plan.plan_id, plan.decision.label());
+        for (i, d) in plan.steps.iter().enumerate() {
+            out_inline!("step {}: ", i + 1);
+            print_decision(d);
+        }
+    }
+    Ok(verdict_code(plan.decision))
+}

@@ -1,0 +1,52 @@
+//! The shipped example configuration, embedded at build time: what `init` writes and `demo` runs on.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+
+/// Files under a folder prefix such as `actions/`, as (file name, contents).
+pub fn under(prefix: &str) -> Vec<(&'static str, &'static str)> {
+    FILES
+        .iter()
+        .filter_map(|(name, text)| {
+            let rest = name.strip_prefix(prefix)?.strip_prefix('/')?;
+            (!rest.contains('/')).then_some((*name, *text))
+        })
+        .collect()
+}
+
+/// One file by its relative path.
+pub fn file(name: &str) -> Option<&'static str> {
+    FILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// Writes the example into `dir`; refuses to overwrite anything unless `force`.
+///
+/// # Errors
+/// When a file exists (without `force`) or cannot be written.
+pub fn write_to(dir: &Path, force: bool) -> anyhow::Result<Vec<String>> {
+    if !force {
+        for (name, _) in FILES {
+            let path = dir.join(name);
+            if path.exists() {
+                anyhow::bail!(
+                    "`{}` already exists; choose an empty folder or pass --force to overwrite",
+                    path.display()
+                );
+            }
+        }
+    }
+    let mut written = Vec::new();
+    for (name, text) in FILES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create `{}`", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+        written.push((*name).to_owned());
+    }
+    Ok(written)
+}

@@ -1,0 +1,149 @@
+//! Tidy checks: crate layering, forbidden dependencies of `agentsafe-core`, file headers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Which workspace crates each crate may depend on (normal dependencies). Dependencies
+/// point only downward; a crate missing from this table fails the test, so adding a
+/// crate forces a decision about its layer.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("agentsafe-core", &[]),
+    ("agentsafe-registry", &["agentsafe-core"]),
+    ("agentsafe-pdp", &["agentsafe-core", "agentsafe-registry"]),
+    ("agentsafe-audit", &["agentsafe-core"]),
+    ("agentsafe-tickets", &["agentsafe-core"]),
+    (
+        "agentsafe-runner",
+        &["agentsafe-core", "agentsafe-registry", "agentsafe-pdp", "agentsafe-audit", "agentsafe-tickets"],
+    ),
+    ("agentsafe-bench", &["agentsafe-core", "agentsafe-registry", "agentsafe-pdp", "agentsafe-audit", "agentsafe-tickets"]),
+    ("agentsafe-e2e", &[]),
+    ("xtask", &[]),
+];
+
+/// Crates `agentsafe-core` must never pull in, directly or transitively.
+const FORBIDDEN_IN_CORE: &[&str] = &["tokio", "kube", "kube-client", "rusqlite", "libsqlite3-sys", "hyper", "reqwest"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn metadata() -> Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+#[test]
+fn crates_depend_only_downward() {
+    let meta = metadata();
+    let members: BTreeSet<String> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut problems = Vec::new();
+    for pkg in meta["packages"].as_array().unwrap() {
+        if !members.contains(pkg["id"].as_str().unwrap()) {
+            continue;
+        }
+        let name = pkg["name"].as_str().unwrap();
+        let Some(ok) = allowed.get(name) else {
+            problems.push(format!("`{name}` has no layer in tests/tests/tidy.rs ALLOWED"));
+            continue;
+        };
+        for dep in pkg["dependencies"].as_array().unwrap() {
+            let dep_name = dep["name"].as_str().unwrap();
+            let normal = dep["kind"].is_null();
+            if normal && dep_name.starts_with("agentsafe-") && !ok.contains(&dep_name) {
+                problems.push(format!("`{name}` depends on `{dep_name}`, which is not below it"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn core_pulls_in_no_runtime_or_io_stack() {
+    let meta = metadata();
+    let nodes = meta["resolve"]["nodes"].as_array().unwrap();
+    let name_of = |id: &str| -> String {
+        meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let core_id = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "agentsafe-core")
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![core_id];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let node = nodes.iter().find(|n| n["id"] == id.as_str()).unwrap();
+        for dep in node["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            if normal {
+                stack.push(dep["pkg"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let names: BTreeSet<String> = seen.iter().map(|id| name_of(id)).collect();
+    let bad: Vec<&String> = names
+        .iter()
+        .filter(|n| FORBIDDEN_IN_CORE.contains(&n.as_str()) || n.starts_with("aws-"))
+        .collect();
+    assert!(bad.is_empty(), "agentsafe-core pulls in {bad:?}");
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') && name != "fixtures" {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc_line() {
+    let mut files = Vec::new();
+    for dir in ["crates", "xtask", "tests", "bench"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    assert!(files.len() > 10, "found only {} files", files.len());
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a leading `//!` line:\n{}", missing.join("\n"));
+}
