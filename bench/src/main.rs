@@ -120,7 +120,11 @@ fn generated_policies() -> String {
 fn cedar_policies() -> String {
     let mut s = String::new();
     for i in 0..RULES {
-        let effect = if VERDICTS[(i / 7) % 3] == "deny" { "forbid" } else { "permit" };
+        let effect = if VERDICTS[(i / 7) % 3] == "deny" {
+            "forbid"
+        } else {
+            "permit"
+        };
         s.push_str(&format!(
             "@id(\"r{i}\")\n{effect}(principal == Agent::\"agent-{}\", action == Action::\"{}\", resource)\nwhen {{ resource.environment == \"{}\" && principal.roles.contains(\"{}\") }};\n",
             i % AGENTS,
@@ -157,13 +161,63 @@ fn main() -> anyhow::Result<()> {
 
     // --- shipped config ------------------------------------------------------
     let started = Instant::now();
-    let pdp = Pdp::load(&root.join("actions"), &root.join("policies"), &root.join("inventory.toml"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("load shipped config ({} actions, {} rules, {} targets): {:.2} ms",
-        pdp.registry().len(), pdp.policies().len(), pdp.inventory().len(),
-        started.elapsed().as_secs_f64() * 1000.0);
+    let pdp = Pdp::load(
+        &root.join("actions"),
+        &root.join("policies"),
+        &root.join("inventory.toml"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "load shipped config ({} actions, {} rules, {} targets): {:.2} ms",
+        pdp.registry().len(),
+        pdp.policies().len(),
+        pdp.inventory().len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    let time_it = |label: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<()> {
+        let mut times = Vec::new();
+        for _ in 0..21 {
+            let t = Instant::now();
+            f()?;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "  {label:40} median {:.2} ms",
+            times.get(10).copied().unwrap_or_default().as_secs_f64() * 1000.0
+        );
+        Ok(())
+    };
+    time_it("load actions/ (registry)", &mut || {
+        Registry::load(&root.join("actions"))
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
+    time_it("load policies/", &mut || {
+        PolicySet::load(&root.join("policies"))
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
+    time_it("load inventory.toml", &mut || {
+        Inventory::load(&root.join("inventory.toml"))
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
+    if std::env::args().any(|a| a == "--load-only") {
+        for _ in 0..200 {
+            Registry::load(&root.join("actions"))
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        return Ok(());
+    }
     let shipped: Vec<Request> = vec![
-        request("scale-deployment", "staging/api-server", "agent-1", "developer"),
+        request(
+            "scale-deployment",
+            "staging/api-server",
+            "agent-1",
+            "developer",
+        ),
         request("scale-deployment", "prod/payments", "agent-2", "sre"),
         request("restart-deployment", "prod/api-server", "agent-3", "sre"),
         request("rollout-status", "dev/sandbox", "agent-4", "agent"),
@@ -183,9 +237,12 @@ fn main() -> anyhow::Result<()> {
     let mut generated = None;
     for _ in 0..5 {
         let t = Instant::now();
-        let registry = Registry::from_sources(&registry_sources).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let policies = PolicySet::from_sources(&[("generated.toml", pol_text.as_str())]).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let inventory = Inventory::parse("generated-inventory.toml", &inv_text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let registry =
+            Registry::from_sources(&registry_sources).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let policies = PolicySet::from_sources(&[("generated.toml", pol_text.as_str())])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let inventory = Inventory::parse("generated-inventory.toml", &inv_text)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let pdp = Pdp::new(registry, policies, inventory);
         loads.push(t.elapsed());
         generated = Some(pdp);
@@ -211,11 +268,24 @@ fn main() -> anyhow::Result<()> {
             )
         })
         .collect();
-    let allowed = reqs.iter().filter(|r| generated.decide(r).is_allow()).count();
+    let allowed = reqs
+        .iter()
+        .filter(|r| generated.decide(r).is_allow())
+        .count();
     let s_gen = measure(300_000, |i| {
         black_box(generated.decide(black_box(&reqs[i % reqs.len()])));
     });
-    show(&format!("decide, generated {RULES}-rule config ({allowed}/4096 allowed)"), &s_gen);
+    show(
+        &format!("decide, generated {RULES}-rule config ({allowed}/4096 allowed)"),
+        &s_gen,
+    );
+
+    if std::env::args().any(|a| a == "--decide-only") {
+        for i in 0..3_000_000 {
+            black_box(generated.decide(black_box(&reqs[i % reqs.len()])));
+        }
+        return Ok(());
+    }
 
     // Threads: the PDP is shared, decisions scale across cores.
     let shared = std::sync::Arc::new(generated);
@@ -232,45 +302,70 @@ fn main() -> anyhow::Result<()> {
             });
         }
     });
-    println!("decide, generated config, 2 threads: {:.0} decisions/s", (2 * per) as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "decide, generated config, 2 threads: {:.0} decisions/s",
+        (2 * per) as f64 / t.elapsed().as_secs_f64()
+    );
 
     // --- Cedar on the equivalent workload ----------------------------------------
-    let t = Instant::now();
-    let cedar_set: cedar_policy::PolicySet = cedar_policies().parse().map_err(|e| anyhow::anyhow!("cedar policies: {e}"))?;
-    let entities = cedar_policy::Entities::from_json_str(&cedar_entities(), None).map_err(|e| anyhow::anyhow!("cedar entities: {e}"))?;
-    println!("cedar: load {RULES} policies + entities: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
-    let authorizer = cedar_policy::Authorizer::new();
-    let cedar_reqs: Vec<cedar_policy::Request> = reqs
-        .iter()
-        .map(|r| {
-            let uid = |ty: &str, id: &str| -> anyhow::Result<cedar_policy::EntityUid> {
-                let tn: cedar_policy::EntityTypeName = ty.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-                let id: cedar_policy::EntityId = id.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                Ok(cedar_policy::EntityUid::from_type_name_and_id(tn, id))
-            };
-            cedar_policy::Request::new(
-                uid("Agent", &r.caller.id)?,
-                uid("Action", &r.action)?,
-                uid("Target", &r.target)?,
-                cedar_policy::Context::empty(),
-                None,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let n_cedar = 20_000;
-    let s_cedar = measure(n_cedar, |i| {
-        black_box(authorizer.is_authorized(&cedar_reqs[i % cedar_reqs.len()], &cedar_set, &entities));
-    });
-    show(&format!("cedar is_authorized, same {RULES}-rule workload"), &s_cedar);
-    println!(
-        "ratio cedar/agentsafe at p50: {:.0}x   at p99: {:.0}x",
-        s_cedar.p50.as_nanos() as f64 / s_gen.p50.as_nanos().max(1) as f64,
-        s_cedar.p99.as_nanos() as f64 / s_gen.p99.as_nanos().max(1) as f64
-    );
+    cedar(&reqs, &s_gen)?;
 
     // --- whole process ---------------------------------------------------------
     check_process(&root)?;
+    Ok(())
+}
+
+/// Writes the generated workload for Cedar and runs `agentsafe-bench-cedar` on it: a
+/// separate binary, so Cedar's dependency features do not change agentsafe's build.
+fn cedar(reqs: &[Request], ours: &Stats) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?.with_file_name("agentsafe-bench-cedar");
+    if !exe.is_file() {
+        println!(
+            "cedar: skipped, {} not built (cargo xtask bench builds it)",
+            exe.display()
+        );
+        return Ok(());
+    }
+    let requests: Vec<serde_json::Value> = reqs
+        .iter()
+        .map(|r| serde_json::json!([r.caller.id, r.action, r.target]))
+        .collect();
+    let workload = serde_json::json!({
+        "policies": cedar_policies(),
+        "entities": serde_json::from_str::<serde_json::Value>(&cedar_entities())?,
+        "requests": requests,
+    });
+    let path = std::env::temp_dir().join(format!(
+        "agentsafe-cedar-workload-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, workload.to_string())?;
+    let out = std::process::Command::new(&exe).arg(&path).output()?;
+    let _ = std::fs::remove_file(&path);
+    anyhow::ensure!(
+        out.status.success(),
+        "cedar bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let ns = |k: &str| r[k].as_u64().unwrap_or(0);
+    println!(
+        "cedar: load {RULES} policies + entities: {:.1} ms",
+        r["load_ms"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "{:58} p50 {:>9.3} µs   p99 {:>9.3} µs   ({} of {} allowed)",
+        format!("cedar is_authorized, same {RULES}-rule workload"),
+        ns("p50_ns") as f64 / 1000.0,
+        ns("p99_ns") as f64 / 1000.0,
+        r["allowed"],
+        r["n"]
+    );
+    println!(
+        "ratio cedar/agentsafe at p50: {:.0}x   at p99: {:.0}x",
+        ns("p50_ns") as f64 / ours.p50.as_nanos().max(1) as f64,
+        ns("p99_ns") as f64 / ours.p99.as_nanos().max(1) as f64
+    );
     Ok(())
 }
 
@@ -290,14 +385,31 @@ fn check_process(root: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("agentsafe");
     if !bin.is_file() {
-        println!("agentsafe check (whole process): skipped, {} not built (cargo xtask bench builds it)", bin.display());
+        println!(
+            "agentsafe check (whole process): skipped, {} not built (cargo xtask bench builds it)",
+            bin.display()
+        );
         return Ok(());
     }
     let run = || {
         std::process::Command::new(&bin)
             .current_dir(root)
-            .args(["check", "scale-deployment", "--target", "staging/api-server", "--caller", "agent-1", "--role", "developer", "--params", "{\"replicas\":3}"])
-            .env("AGENTSAFE_STATE_DIR", std::env::temp_dir().join("agentsafe-bench-state"))
+            .args([
+                "check",
+                "scale-deployment",
+                "--target",
+                "staging/api-server",
+                "--caller",
+                "agent-1",
+                "--role",
+                "developer",
+                "--params",
+                "{\"replicas\":3}",
+            ])
+            .env(
+                "AGENTSAFE_STATE_DIR",
+                std::env::temp_dir().join("agentsafe-bench-state"),
+            )
             .output()
     };
     for _ in 0..3 {
@@ -309,7 +421,10 @@ fn check_process(root: &Path) -> anyhow::Result<()> {
         let out = run()?;
         times.push(t.elapsed());
         if out.status.code() != Some(0) {
-            anyhow::bail!("agentsafe check failed: {}", String::from_utf8_lossy(&out.stderr));
+            anyhow::bail!(
+                "agentsafe check failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     times.sort();

@@ -9,29 +9,45 @@ fn main() {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for dir in ["actions", "policies", "policies/tests"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let name = format!("{dir}/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+                let name = format!(
+                    "{dir}/{}",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                );
                 println!("cargo:rerun-if-changed={}", path.display());
                 files.push((name, path));
             }
         }
     }
-    for file in ["inventory.toml", "crates/runner/scaffold/agentsafe.toml"] {
+    for file in ["inventory.toml", "agentsafe.toml"] {
         let path = root.join(file);
         println!("cargo:rerun-if-changed={}", path.display());
         if path.is_file() {
-            let name = Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = Path::new(file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             files.push((name, path));
         }
     }
     files.sort();
-    let mut out = String::from("/// The shipped example: (relative path, contents).\npub const FILES: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// The shipped example: (relative path, contents).\npub const FILES: &[(&str, &str)] = &[\n",
+    );
     for (name, path) in &files {
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        let _ = writeln!(out, "    ({name:?}, include_str!({:?})),", abs.display().to_string());
+        let _ = writeln!(
+            out,
+            "    ({name:?}, include_str!({:?})),",
+            abs.display().to_string()
+        );
     }
     out.push_str("];\n");
     let dest = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("embedded.rs");

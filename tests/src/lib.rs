@@ -15,19 +15,37 @@ pub fn root() -> PathBuf {
 ///
 /// # Panics
 /// When the binary cannot be built: the test cannot run without it.
-#[expect(clippy::panic, reason = "test helper: a missing binary fails the test loudly")]
+#[expect(
+    clippy::panic,
+    reason = "test helper: a missing binary fails the test loudly"
+)]
 pub fn agentsafe_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         // Test executables live in <target>/<profile>/deps/.
         let exe = std::env::current_exe().unwrap_or_default();
-        let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-        let target_dir = profile_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let target_dir = profile_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "agentsafe-runner", "--bin", "agentsafe", "--target-dir"])
-            .arg(&target_dir)
-            .current_dir(root());
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "agentsafe-runner",
+            "--bin",
+            "agentsafe",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .current_dir(root());
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -58,8 +76,12 @@ impl Run {
     /// When stdout is not JSON.
     #[expect(clippy::panic, reason = "test helper")]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -84,6 +106,7 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Run {
         .args(args)
         .current_dir(dir)
         .env_remove("AGENTSAFE_CONFIG")
+        .env_remove("AGENTSAFE_TOKEN")
         .env("AGENTSAFE_STATE_DIR", dir.join(".agentsafe-test-state"))
         .env("AGENTSAFE_KEY_DIR", dir.join(".agentsafe-test-keys"))
         .output()
@@ -91,16 +114,32 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Run {
     Run::from(out)
 }
 
-/// Runs `agentsafe ARGS` at the workspace root, on the shipped example.
+/// A private state and key folder for runs at the workspace root, with keys generated once.
+fn root_env() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("agentsafe-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = Command::new(agentsafe_bin())
+            .args(["keys", "generate", "--out"])
+            .arg(dir.join("keys"))
+            .output();
+        dir
+    })
+}
+
+/// Runs `agentsafe ARGS` at the workspace root, on the shipped example (and its
+/// `agentsafe.toml`), with a private state and key folder.
 pub fn run(args: &[&str]) -> Run {
-    let state = std::env::temp_dir().join(format!("agentsafe-e2e-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&state);
+    let dir = root_env();
     let out = Command::new(agentsafe_bin())
         .args(args)
         .current_dir(root())
         .env_remove("AGENTSAFE_CONFIG")
-        .env("AGENTSAFE_STATE_DIR", state.join("state"))
-        .env("AGENTSAFE_KEY_DIR", state.join("keys"))
+        .env_remove("AGENTSAFE_TOKEN")
+        .env("AGENTSAFE_STATE_DIR", dir.join("state"))
+        .env("AGENTSAFE_KEY_DIR", dir.join("keys"))
         .output();
     match out {
         Ok(o) => Run::from(o),

@@ -1,24 +1,77 @@
 //! End-to-end tests of the decision commands: the real `agentsafe` binary on the shipped
 //! example and on scaffolded projects.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 use agentsafe_e2e::{run, run_in};
 
 #[test]
 fn check_exit_codes_follow_the_decision() {
-    let allow = run(&["check", "scale-deployment", "--target", "staging/api-server", "--caller", "agent-1", "--role", "developer", "--params", r#"{"replicas":3}"#]);
+    let allow = run(&[
+        "check",
+        "scale-deployment",
+        "--target",
+        "staging/api-server",
+        "--caller",
+        "agent-1",
+        "--role",
+        "developer",
+        "--params",
+        r#"{"replicas":3}"#,
+    ]);
     assert_eq!(allow.code, 0, "{allow:?}");
     assert!(allow.stdout.starts_with("ALLOW"), "{}", allow.stdout);
 
-    let deny = run(&["check", "scale-deployment", "--target", "prod/payments", "--caller", "agent-1", "--role", "sre", "--params", r#"{"replicas":3}"#]);
+    let deny = run(&[
+        "check",
+        "scale-deployment",
+        "--target",
+        "prod/payments",
+        "--caller",
+        "agent-1",
+        "--role",
+        "sre",
+        "--params",
+        r#"{"replicas":3}"#,
+    ]);
     assert_eq!(deny.code, 3, "{deny:?}");
 
-    let approval = run(&["check", "drain-node", "--target", "staging/node-1", "--caller", "agent-1", "--role", "sre"]);
+    let approval = run(&[
+        "check",
+        "drain-node",
+        "--target",
+        "staging/node-1",
+        "--caller",
+        "agent-1",
+        "--role",
+        "sre",
+    ]);
     assert_eq!(approval.code, 4, "{approval:?}");
 }
 
 #[test]
 fn check_json_is_the_decision_value() {
-    let r = run(&["check", "scale-deployment", "--target", "staging/api-server", "--caller", "agent-1", "--role", "developer", "--params", r#"{"replicas":3}"#, "--ticket-id", "CHG-9", "--output", "json"]);
+    let r = run(&[
+        "check",
+        "scale-deployment",
+        "--target",
+        "staging/api-server",
+        "--caller",
+        "agent-1",
+        "--role",
+        "developer",
+        "--params",
+        r#"{"replicas":3}"#,
+        "--ticket-id",
+        "CHG-9",
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let d = r.json();
     assert_eq!(d["decision"], "allow");
@@ -38,14 +91,40 @@ fn check_json_is_the_decision_value() {
 #[test]
 fn the_policy_judges_what_the_executor_will_act_on() {
     // agent-safe judged the target while the executor acted on unrelated params.
-    let r = run(&["check", "scale-deployment", "--target", "staging/api-server", "--caller", "a", "--role", "developer", "--params", r#"{"replicas":3,"namespace":"payments"}"#, "--output", "json"]);
+    let r = run(&[
+        "check",
+        "scale-deployment",
+        "--target",
+        "staging/api-server",
+        "--caller",
+        "a",
+        "--role",
+        "developer",
+        "--params",
+        r#"{"replicas":3,"namespace":"payments"}"#,
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 3);
     assert_eq!(r.json()["reason_code"], "param_target_mismatch");
 }
 
 #[test]
 fn unknown_targets_keep_their_id_and_are_critical() {
-    let r = run(&["check", "rollout-status", "--target", "prod/ghost", "--caller", "a", "--role", "sre", "--params", r#"{"namespace":"x","name":"y"}"#, "--output", "json"]);
+    let r = run(&[
+        "check",
+        "rollout-status",
+        "--target",
+        "prod/ghost",
+        "--caller",
+        "a",
+        "--role",
+        "sre",
+        "--params",
+        r#"{"namespace":"x","name":"y"}"#,
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 3, "{r:?}");
     let d = r.json();
     assert_eq!(d["target"]["id"], "prod/ghost");
@@ -56,10 +135,33 @@ fn unknown_targets_keep_their_id_and_are_critical() {
 
 #[test]
 fn bad_params_json_is_an_error_naming_the_flag() {
-    let r = run(&["check", "scale-deployment", "--target", "staging/api-server", "--caller", "a", "--params", "{replicas: 3}"]);
+    let r = run(&[
+        "check",
+        "scale-deployment",
+        "--target",
+        "staging/api-server",
+        "--caller",
+        "a",
+        "--params",
+        "{replicas: 3}",
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("--params: invalid JSON at line 1, column 2"), "{}", r.stderr);
-    let r = run(&["check", "scale-deployment", "--target", "staging/api-server", "--caller", "a", "--params", "[1]"]);
+    assert!(
+        r.stderr
+            .contains("--params: invalid JSON at line 1, column 2"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "check",
+        "scale-deployment",
+        "--target",
+        "staging/api-server",
+        "--caller",
+        "a",
+        "--params",
+        "[1]",
+    ]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("expected a JSON object"), "{}", r.stderr);
 }
@@ -76,11 +178,19 @@ fn validate_and_test_pass_on_the_shipped_example() {
     let v = run(&["validate"]);
     assert_eq!(v.code, 0, "{v:?}");
     assert!(v.stdout.contains("ok: 33 actions"), "{}", v.stdout);
-    assert!(!v.stdout.contains("warning:"), "the shipped policies have no dead rules: {}", v.stdout);
+    assert!(
+        !v.stdout.contains("warning:"),
+        "the shipped policies have no dead rules: {}",
+        v.stdout
+    );
     let t = run(&["test"]);
     assert_eq!(t.code, 0, "{t:?}");
     assert!(t.stdout.contains(" passed, 0 failed"), "{}", t.stdout);
-    assert!(t.stdout.contains("coverage: 17/17 rules exercised"), "{}", t.stdout);
+    assert!(
+        t.stdout.contains("coverage: 17/17 rules exercised"),
+        "{}",
+        t.stdout
+    );
 }
 
 #[test]
@@ -88,7 +198,12 @@ fn list_and_show_actions() {
     let all = run(&["list-actions", "--output", "json"]).json();
     assert_eq!(all.as_array().map(Vec::len), Some(33));
     let critical = run(&["list-actions", "--risk", "critical", "--output", "json"]).json();
-    let names: Vec<&str> = critical.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = critical
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.contains(&"drain-node"));
     let aws = run(&["list-actions", "--tag", "aws"]);
@@ -97,7 +212,11 @@ fn list_and_show_actions() {
     assert_eq!(show["name"], "exec-pod");
     let missing = run(&["show-action", "nope"]);
     assert_eq!(missing.code, 1);
-    assert!(missing.stderr.contains("unknown action `nope`"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("unknown action `nope`"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]
@@ -106,7 +225,13 @@ fn init_scaffolds_a_working_project_and_refuses_to_overwrite() {
     let project = dir.path().join("project");
     let r = run_in(dir.path(), &["init", project.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
-    for path in ["actions/scale-deployment.toml", "policies/00-guardrails.toml", "policies/tests/baseline.toml", "inventory.toml", "agentsafe.toml"] {
+    for path in [
+        "actions/scale-deployment.toml",
+        "policies/00-guardrails.toml",
+        "policies/tests/baseline.toml",
+        "inventory.toml",
+        "agentsafe.toml",
+    ] {
         assert!(project.join(path).is_file(), "{path} missing");
     }
     assert_eq!(run_in(&project, &["validate"]).code, 0);
@@ -132,7 +257,21 @@ fn a_policy_typo_is_an_error_with_file_line_and_key() {
     assert!(r.stderr.contains("99-typo.toml:6:"), "{}", r.stderr);
     assert!(r.stderr.contains("unknown field `rolse`"), "{}", r.stderr);
     // A decision with an unreadable policy set is a refusal, never an ALLOW.
-    let c = run_in(p, &["check", "scale-deployment", "--target", "staging/api-server", "--caller", "a", "--role", "developer", "--params", r#"{"replicas":1}"#]);
+    let c = run_in(
+        p,
+        &[
+            "check",
+            "scale-deployment",
+            "--target",
+            "staging/api-server",
+            "--caller",
+            "a",
+            "--role",
+            "developer",
+            "--params",
+            r#"{"replicas":1}"#,
+        ],
+    );
     assert_eq!(c.code, 1, "{c:?}");
 }
 
@@ -148,8 +287,18 @@ fn validate_warns_about_rules_that_never_fire() {
     .unwrap();
     let r = run_in(p, &["validate"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("rule `dead`: can never fire: rule `deny-unknown-targets`"), "{}", r.stdout);
-    assert!(r.stdout.contains("rule `no-such-action`: matches no action in the registry"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("rule `dead`: can never fire: rule `deny-unknown-targets`"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("rule `no-such-action`: matches no action in the registry"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(run_in(p, &["validate", "--deny-warnings"]).code, 1);
 }
 
@@ -165,8 +314,16 @@ fn policy_test_failures_and_empty_runs_exit_non_zero() {
     .unwrap();
     let r = run_in(p, &["test", "wrong.toml"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("FAIL  expects the wrong thing"), "{}", r.stdout);
-    assert!(r.stdout.contains("expected ALLOW, got REQUIRE_APPROVAL"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("FAIL  expects the wrong thing"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("expected ALLOW, got REQUIRE_APPROVAL"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("0 passed, 1 failed"), "{}", r.stdout);
     assert!(r.stdout.contains("not exercised: "), "{}", r.stdout);
     std::fs::write(p.join("empty.toml"), "").unwrap();
@@ -193,10 +350,18 @@ fn plans_decide_every_step_and_exit_with_the_most_restrictive() {
     assert_eq!(steps[0]["decision"], "allow");
     assert_eq!(steps[0]["plan_id"], plan["plan_id"]);
     assert_eq!(steps[1]["plan_id"], plan["plan_id"]);
-    std::fs::write(p.join("bad.toml"), "[[steps]]\naction = \"x\"\ntarget = \"y\"\nparms = {}\n").unwrap();
+    std::fs::write(
+        p.join("bad.toml"),
+        "[[steps]]\naction = \"x\"\ntarget = \"y\"\nparms = {}\n",
+    )
+    .unwrap();
     let bad = run_in(p, &["plan", "bad.toml", "--caller", "a"]);
     assert_eq!(bad.code, 1);
-    assert!(bad.stderr.contains("bad.toml:4:1: unknown field `parms`"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("bad.toml:4:1: unknown field `parms`"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -208,13 +373,25 @@ fn config_file_paths_and_typos() {
     let cfg = p.join("project/agentsafe.toml");
     let r = run_in(p, &["--config", cfg.to_str().unwrap(), "validate"]);
     assert_eq!(r.code, 0, "{r:?}");
-    std::fs::write(&cfg, "[paths]\nactions = \"actions\"\npolicy = \"policies\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[paths]\nactions = \"actions\"\npolicy = \"policies\"\n",
+    )
+    .unwrap();
     let r = run_in(p, &["--config", cfg.to_str().unwrap(), "validate"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("agentsafe.toml:3:1: unknown field `policy`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("agentsafe.toml:3:1: unknown field `policy`"),
+        "{}",
+        r.stderr
+    );
     // Without any project files, commands refuse instead of guessing.
     let empty = tempfile::tempdir().unwrap();
-    let r = run_in(empty.path(), &["check", "rollout-status", "--target", "x", "--caller", "a"]);
+    let r = run_in(
+        empty.path(),
+        &["check", "rollout-status", "--target", "x", "--caller", "a"],
+    );
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("agentsafe init"), "{}", r.stderr);
 }

@@ -1,5 +1,12 @@
 //! Tidy checks: crate layering, forbidden dependencies of `agentsafe-core`, file headers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,15 +24,39 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("agentsafe-tickets", &["agentsafe-core"]),
     (
         "agentsafe-runner",
-        &["agentsafe-core", "agentsafe-registry", "agentsafe-pdp", "agentsafe-audit", "agentsafe-tickets"],
+        &[
+            "agentsafe-core",
+            "agentsafe-registry",
+            "agentsafe-pdp",
+            "agentsafe-audit",
+            "agentsafe-tickets",
+        ],
     ),
-    ("agentsafe-bench", &["agentsafe-core", "agentsafe-registry", "agentsafe-pdp", "agentsafe-audit", "agentsafe-tickets"]),
+    (
+        "agentsafe-bench",
+        &[
+            "agentsafe-core",
+            "agentsafe-registry",
+            "agentsafe-pdp",
+            "agentsafe-audit",
+            "agentsafe-tickets",
+        ],
+    ),
+    ("agentsafe-bench-cedar", &[]),
     ("agentsafe-e2e", &[]),
     ("xtask", &[]),
 ];
 
 /// Crates `agentsafe-core` must never pull in, directly or transitively.
-const FORBIDDEN_IN_CORE: &[&str] = &["tokio", "kube", "kube-client", "rusqlite", "libsqlite3-sys", "hyper", "reqwest"];
+const FORBIDDEN_IN_CORE: &[&str] = &[
+    "tokio",
+    "kube",
+    "kube-client",
+    "rusqlite",
+    "libsqlite3-sys",
+    "hyper",
+    "reqwest",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -38,7 +69,11 @@ fn metadata() -> Value {
         .current_dir(root())
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
 }
 
@@ -59,14 +94,18 @@ fn crates_depend_only_downward() {
         }
         let name = pkg["name"].as_str().unwrap();
         let Some(ok) = allowed.get(name) else {
-            problems.push(format!("`{name}` has no layer in tests/tests/tidy.rs ALLOWED"));
+            problems.push(format!(
+                "`{name}` has no layer in tests/tests/tidy.rs ALLOWED"
+            ));
             continue;
         };
         for dep in pkg["dependencies"].as_array().unwrap() {
             let dep_name = dep["name"].as_str().unwrap();
             let normal = dep["kind"].is_null();
             if normal && dep_name.starts_with("agentsafe-") && !ok.contains(&dep_name) {
-                problems.push(format!("`{name}` depends on `{dep_name}`, which is not below it"));
+                problems.push(format!(
+                    "`{name}` depends on `{dep_name}`, which is not below it"
+                ));
             }
         }
     }
@@ -101,7 +140,11 @@ fn core_pulls_in_no_runtime_or_io_stack() {
         }
         let node = nodes.iter().find(|n| n["id"] == id.as_str()).unwrap();
         for dep in node["deps"].as_array().unwrap() {
-            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null());
             if normal {
                 stack.push(dep["pkg"].as_str().unwrap().to_owned());
             }
@@ -116,7 +159,9 @@ fn core_pulls_in_no_runtime_or_io_stack() {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -145,5 +190,9 @@ fn every_rust_file_starts_with_a_module_doc_line() {
         })
         .map(|f| f.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//!` line:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line:\n{}",
+        missing.join("\n")
+    );
 }

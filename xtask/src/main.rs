@@ -57,7 +57,9 @@ fn cargo() -> Command {
 fn run(what: &str, mut cmd: Command) -> anyhow::Result<()> {
     let started = Instant::now();
     eprintln!("==> {what}");
-    let status = cmd.status().with_context(|| format!("cannot start: {what}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start: {what}"))?;
     let secs = started.elapsed().as_secs_f64();
     if !status.success() {
         bail!("{what} failed ({status}) after {secs:.1}s");
@@ -74,13 +76,29 @@ fn fmt_check() -> anyhow::Result<()> {
 
 fn clippy() -> anyhow::Result<()> {
     let mut c = cargo();
-    c.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run("cargo clippy -D warnings", c)
 }
 
 fn test() -> anyhow::Result<()> {
     let mut c = cargo();
-    c.args(["test", "--workspace", "--locked", "--exclude", "agentsafe-bench"]);
+    c.args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--exclude",
+        "agentsafe-bench",
+        "--exclude",
+        "agentsafe-bench-cedar",
+    ]);
     run("cargo test (unit, integration, end to end)", c)
 }
 
@@ -96,8 +114,34 @@ fn ci() -> anyhow::Result<()> {
 fn bench(extra: &[String]) -> anyhow::Result<()> {
     let mut c = cargo();
     let mut b = cargo();
-    b.args(["build", "--release", "--locked", "-p", "agentsafe-runner", "-p", "agentsafe-bench"]);
+    b.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "agentsafe-runner",
+        "-p",
+        "agentsafe-bench",
+    ]);
     run("build release binaries", b)?;
-    c.args(["run", "--release", "--locked", "-p", "agentsafe-bench", "--"]).args(extra);
+    // Built on its own so cedar-policy's dependency features stay out of agentsafe's build.
+    let mut cedar = cargo();
+    cedar.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "agentsafe-bench-cedar",
+    ]);
+    run("build the Cedar comparison", cedar)?;
+    c.args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "agentsafe-bench",
+        "--",
+    ])
+    .args(extra);
     run("benchmarks (release)", c)
 }

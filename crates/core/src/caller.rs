@@ -44,7 +44,9 @@ impl Caller {
 
     /// The agent at the root of the delegation chain: the one limits are charged to.
     pub fn root(&self) -> &str {
-        self.delegation_chain.first().map_or(self.id.as_str(), String::as_str)
+        self.delegation_chain
+            .first()
+            .map_or(self.id.as_str(), String::as_str)
     }
 
     /// Whether `role` was granted to the caller.

@@ -292,6 +292,10 @@ mod tests {
         assert_eq!(text.len(), 32);
         assert_eq!(text.parse::<DecisionId>(), Ok(a));
         assert!("xyz".parse::<DecisionId>().is_err());
-        assert!("+0000000000000000000000000000000".parse::<DecisionId>().is_err());
+        assert!(
+            "+0000000000000000000000000000000"
+                .parse::<DecisionId>()
+                .is_err()
+        );
     }
 }

@@ -67,16 +67,44 @@ impl fmt::Display for ProblemList<'_> {
 pub(crate) struct Source<'a> {
     pub(crate) file: &'a str,
     pub(crate) text: &'a str,
+    /// Byte offsets where lines start, computed on first use: a large policy file
+    /// asks for thousands of rule lines, and rescanning from the start each time is quadratic.
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    pub(crate) fn new(file: &'a str, text: &'a str) -> Source<'a> {
+        Source {
+            file,
+            text,
+            line_starts: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let line = starts.partition_point(|&s| s <= offset).max(1);
+        let start = starts.get(line - 1).copied().unwrap_or(0);
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |t| t.chars().count())
+            + 1;
+        (line, column)
+    }
+
     pub(crate) fn problem(
         &self,
         span: Option<std::ops::Range<usize>>,
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> Problem {
-        let (line, column) = span.map_or((1, 1), |s| line_col(self.text, s.start));
+        let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
         Problem {
             file: self.file.to_owned(),
             line,
@@ -95,14 +123,6 @@ impl Source<'_> {
             .unwrap_or_default();
         self.problem(err.span(), key, msg)
     }
-}
-
-/// 1-based line and column of a byte offset.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 /// The innermost key assigned before `offset` on its line: TOML's errors point at a value

@@ -21,9 +21,15 @@ pub const TARGET_TYPES: &[(&str, &[&str])] = &[
     ("k8s-hpa", &["cluster", "namespace", "name"]),
     ("k8s-node", &["cluster", "node"]),
     ("aws-ec2-instance", &["account", "region", "instance_id"]),
-    ("aws-ecs-service", &["account", "region", "cluster", "service"]),
+    (
+        "aws-ecs-service",
+        &["account", "region", "cluster", "service"],
+    ),
     ("aws-ecs-cluster", &["account", "region", "cluster"]),
-    ("aws-lambda-function", &["account", "region", "function_name"]),
+    (
+        "aws-lambda-function",
+        &["account", "region", "function_name"],
+    ),
     ("aws-s3-bucket", &["account", "region", "bucket"]),
     ("aws-iam-role", &["account", "region", "role_name"]),
 ];
@@ -121,7 +127,7 @@ impl Target {
 /// Every known target, by id.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
-    targets: HashMap<String, Target>,
+    targets: HashMap<String, Target, foldhash::fast::RandomState>,
 }
 
 impl Inventory {
@@ -142,11 +148,11 @@ impl Inventory {
     /// # Errors
     /// When the text is invalid; every problem is listed.
     pub fn parse(file: &str, text: &str) -> Result<Inventory, PdpError> {
-        let src = Source { file, text };
+        let src = Source::new(file, text);
         let parsed: InventoryFile =
             toml::from_str(text).map_err(|e| PdpError::Invalid(vec![src.toml_problem(&e)]))?;
         let mut problems = Vec::new();
-        let mut targets: HashMap<String, Target> = HashMap::new();
+        let mut targets: HashMap<String, Target, foldhash::fast::RandomState> = HashMap::default();
         let mut first_seen: HashMap<String, usize> = HashMap::new();
         for (i, t) in parsed.targets.into_iter().enumerate() {
             let key = |k: &str| format!("targets[{i}].{k}");
@@ -168,7 +174,10 @@ impl Inventory {
             }
             first_seen.insert(id.clone(), i);
             let ty = t.target_type.get_ref();
-            let attrs_span = t.attributes.as_ref().map_or_else(|| t.id.span(), Spanned::span);
+            let attrs_span = t
+                .attributes
+                .as_ref()
+                .map_or_else(|| t.id.span(), Spanned::span);
             let attributes = t.attributes.map(Spanned::into_inner).unwrap_or_default();
             if let Some(required) = type_attributes(ty) {
                 let attrs = &attributes;
@@ -311,14 +320,17 @@ attributes = { cluster = "c1", namespace = "prod", name = "api" }
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let e = err("[[targets]]\nid = \"a\"\ntype = \"x\"\nenvironment = \"p\"\nsensitivity = \"public\"\nenviroment = \"q\"\n");
+        let e = err(
+            "[[targets]]\nid = \"a\"\ntype = \"x\"\nenvironment = \"p\"\nsensitivity = \"public\"\nenviroment = \"q\"\n",
+        );
         assert!(e.starts_with("inventory.toml:6:1:"), "{e}");
         assert!(e.contains("unknown field `enviroment`"), "{e}");
     }
 
     #[test]
     fn wrong_type_names_the_key() {
-        let e = err("[[targets]]\nid = \"a\"\ntype = \"x\"\nenvironment = \"p\"\nsensitivity = 3\n");
+        let e =
+            err("[[targets]]\nid = \"a\"\ntype = \"x\"\nenvironment = \"p\"\nsensitivity = 3\n");
         assert!(e.starts_with("inventory.toml:5:15: sensitivity:"), "{e}");
     }
 
@@ -340,7 +352,13 @@ sensitivity = "public"
 attributes = { cluster = "c", node = "n" }
 "#);
         assert!(e.contains("needs the attribute `name`"), "{e}");
-        assert!(e.contains("targets[0].attributes.nmae: unknown attribute `nmae`"), "{e}");
-        assert!(e.contains(":10:6: targets[1].id: duplicate target id `a`"), "{e}");
+        assert!(
+            e.contains("targets[0].attributes.nmae: unknown attribute `nmae`"),
+            "{e}"
+        );
+        assert!(
+            e.contains(":10:6: targets[1].id: duplicate target id `a`"),
+            "{e}"
+        );
     }
 }

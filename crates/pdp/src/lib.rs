@@ -26,7 +26,6 @@ mod lint;
 pub mod policy;
 pub mod testing;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,23 +33,30 @@ use agentsafe_core::{
     Decision, DecisionId, Params, ReasonCode, Request, Sensitivity, TargetInfo, Timestamp, Verdict,
     effective_risk,
 };
+use agentsafe_registry::ActionDef;
 pub use agentsafe_registry::Registry;
 use sha2::{Digest, Sha256};
 
 pub use crate::error::{PdpError, Problem};
 pub use crate::inventory::{Inventory, Target};
 pub use crate::lint::{Warning, WarningKind};
-pub use crate::policy::{PolicySet, Rule};
 use crate::policy::Facts;
+pub use crate::policy::{PolicySet, Rule};
 
-/// Rules that may apply to one action, as positions in evaluation order.
-#[derive(Debug, Default)]
+/// One registry action and the rules that may apply to it, as positions in evaluation order.
+#[derive(Debug)]
 struct ActionIndex {
+    /// The definition, kept here so a decision needs one lookup, not two.
+    action: ActionDef,
     /// Rules naming exact agent ids, by agent id.
-    by_agent: HashMap<String, Vec<u32>>,
+    by_agent: FastMap<String, Vec<u32>>,
     /// Every other rule that names this action.
     generic: Vec<u32>,
 }
+
+/// The maps on the decision path hash request strings on every call: foldhash is several
+/// times faster than SipHash there and still seeded per process.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The decision point. Immutable once built; share it behind an `Arc`.
 #[derive(Debug)]
@@ -58,7 +64,7 @@ pub struct Pdp {
     registry: Registry,
     inventory: Inventory,
     policies: PolicySet,
-    index: HashMap<String, ActionIndex>,
+    index: FastMap<String, ActionIndex>,
     policy_hash: Arc<str>,
 }
 
@@ -87,9 +93,15 @@ impl Pdp {
 
     /// Builds the decision point and its rule index.
     pub fn new(registry: Registry, policies: PolicySet, inventory: Inventory) -> Pdp {
-        let mut index: HashMap<String, ActionIndex> = HashMap::new();
+        let mut index: FastMap<String, ActionIndex> = FastMap::default();
         for action in registry.actions() {
-            let entry = index.entry(action.name().to_owned()).or_default();
+            let entry = index
+                .entry(action.name().to_owned())
+                .or_insert_with(|| ActionIndex {
+                    action: action.clone(),
+                    by_agent: FastMap::default(),
+                    generic: Vec::new(),
+                });
             for (pos, rule) in policies.rules.iter().enumerate() {
                 if !rule.matches_action(action.name()) {
                     continue;
@@ -175,9 +187,30 @@ impl Pdp {
         }
     }
 
-    fn evaluate(&self, req: &Request, now: Timestamp, plan_id: Option<DecisionId>) -> Decision {
+    /// A DENY for `request` that never reached evaluation (an invalid identity, an audit
+    /// log that cannot be written): the same decision value as [`Pdp::decide`] gives, with
+    /// the target looked up and the action's risk filled in when the action is known.
+    pub fn refuse(
+        &self,
+        request: &Request,
+        code: ReasonCode,
+        reason: impl Into<String>,
+    ) -> Decision {
+        let mut d = self.base(request, Timestamp::now(), None);
+        if let Some(idx) = self.index.get(&request.action) {
+            d.action_risk = Some(idx.action.risk());
+            d.effective_risk = Some(effective_risk(idx.action.risk(), d.target.sensitivity));
+        }
+        d.params = request.params.clone();
+        d.reason_code = code;
+        d.reason = reason.into();
+        d
+    }
+
+    /// The decision value before evaluation: DENY `default_deny`, target looked up.
+    fn base(&self, req: &Request, now: Timestamp, plan_id: Option<DecisionId>) -> Decision {
         let target = self.inventory.get(&req.target);
-        let mut d = Decision {
+        Decision {
             decision_id: new_id(now),
             decision: Verdict::Deny,
             reason_code: ReasonCode::DefaultDeny,
@@ -202,7 +235,12 @@ impl Pdp {
             correlation_id: req.correlation_id.clone(),
             trace_id: req.trace_id.clone(),
             diagnostics: Vec::new(),
-        };
+        }
+    }
+
+    fn evaluate(&self, req: &Request, now: Timestamp, plan_id: Option<DecisionId>) -> Decision {
+        let target = self.inventory.get(&req.target);
+        let mut d = self.base(req, now, plan_id);
         let deny = |mut d: Decision, code: ReasonCode, reason: String| {
             d.decision = Verdict::Deny;
             d.reason_code = code;
@@ -211,19 +249,28 @@ impl Pdp {
         };
         if req.action.is_empty() || req.target.is_empty() || req.caller.id.is_empty() {
             d.params = req.params.clone();
-            let missing = [("action", &req.action), ("target", &req.target), ("caller.id", &req.caller.id)]
-                .iter()
-                .filter(|(_, v)| v.is_empty())
-                .map(|(k, _)| *k)
-                .collect::<Vec<_>>()
-                .join(", ");
-            return deny(d, ReasonCode::InvalidRequest, format!("the request has an empty {missing}"));
+            let missing = [
+                ("action", &req.action),
+                ("target", &req.target),
+                ("caller.id", &req.caller.id),
+            ]
+            .iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>()
+            .join(", ");
+            return deny(
+                d,
+                ReasonCode::InvalidRequest,
+                format!("the request has an empty {missing}"),
+            );
         }
-        let Some(action) = self.registry.get(&req.action) else {
+        let Some(idx) = self.index.get(&req.action) else {
             d.params = req.params.clone();
             let reason = format!("unknown action `{}`", req.action);
             return deny(d, ReasonCode::UnknownAction, reason);
         };
+        let action = &idx.action;
         d.action_risk = Some(action.risk());
         let eff = effective_risk(action.risk(), d.target.sensitivity);
         d.effective_risk = Some(eff);
@@ -243,7 +290,9 @@ impl Pdp {
             }
             let mut mismatches = Vec::new();
             for p in action.params() {
-                let Some(attr) = p.target_attr() else { continue };
+                let Some(attr) = p.target_attr() else {
+                    continue;
+                };
                 let Some(expected) = t.attribute(attr) else {
                     mismatches.push(format!(
                         "param `{}` is bound to attribute `{attr}`, which target `{}` does not have",
@@ -272,9 +321,9 @@ impl Pdp {
                 return deny(d, ReasonCode::ParamTargetMismatch, reason);
             }
         }
-        match action.validate_params(&params) {
+        match action.validate_params_owned(params) {
             Ok(valid) => d.params = valid,
-            Err(errors) => {
+            Err((params, errors)) => {
                 d.params = params;
                 d.diagnostics = errors.iter().map(ToString::to_string).collect();
                 let reason = format!("invalid params: {}", d.diagnostics.join("; "));
@@ -291,7 +340,7 @@ impl Pdp {
             has_ticket: req.change_ticket.as_deref().is_some_and(|t| !t.is_empty()),
             now,
         };
-        match self.first_match(&req.action, &req.caller.id, &facts) {
+        match self.first_match(idx, &req.caller.id, &facts) {
             Some(rule) => {
                 d.decision = rule.verdict;
                 d.reason_code = ReasonCode::RuleMatched;
@@ -306,8 +355,7 @@ impl Pdp {
     }
 
     /// Walks the caller-specific and the generic rules of the action in evaluation order.
-    fn first_match(&self, action: &str, agent: &str, facts: &Facts<'_>) -> Option<&Rule> {
-        let idx = self.index.get(action)?;
+    fn first_match(&self, idx: &ActionIndex, agent: &str, facts: &Facts<'_>) -> Option<&Rule> {
         let specific: &[u32] = idx.by_agent.get(agent).map_or(&[], Vec::as_slice);
         let (mut a, mut b) = (specific.iter().peekable(), idx.generic.iter().peekable());
         loop {

@@ -3,9 +3,9 @@
 
 use std::fmt;
 
+use crate::Pdp;
 use crate::glob::Glob;
 use crate::policy::{Conditions, Rule};
-use crate::Pdp;
 
 /// What kind of problem a warning reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -36,7 +36,11 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: rule `{}`: {}", self.file, self.line, self.rule_id, self.message)
+        write!(
+            f,
+            "{}:{}: rule `{}`: {}",
+            self.file, self.line, self.rule_id, self.message
+        )
     }
 }
 
@@ -54,7 +58,9 @@ fn covers_globs(h: &Option<Vec<Glob>>, r: &Option<Vec<Glob>>) -> bool {
         (Some(h), _) if h.contains(&Glob::Any) => true,
         (Some(_), None) => false,
         (Some(h), Some(r)) => r.iter().all(|x| {
-            h.contains(x) || x.exact().is_some_and(|text| h.iter().any(|g| g.matches(text)))
+            h.contains(x)
+                || x.exact()
+                    .is_some_and(|text| h.iter().any(|g| g.matches(text)))
         }),
     }
 }
@@ -112,17 +118,29 @@ impl Pdp {
         };
         let mut out = Vec::new();
         for (j, rule) in rules.iter().enumerate() {
-            let Some(mine) = action_sets.get(j) else { continue };
+            let Some(mine) = action_sets.get(j) else {
+                continue;
+            };
             if !mine.iter().any(|m| *m) {
-                out.push(warn(rule, WarningKind::NoAction, String::from("matches no action in the registry")));
+                out.push(warn(
+                    rule,
+                    WarningKind::NoAction,
+                    String::from("matches no action in the registry"),
+                ));
                 continue;
             }
             if rule.m.has_target_conditions() && rule.m.known != Some(false) {
-                let any = self.inventory().targets().into_iter().any(|t| {
-                    rule.m.matches_target(t.id(), Some(t), t.sensitivity())
-                });
+                let any = self
+                    .inventory()
+                    .targets()
+                    .into_iter()
+                    .any(|t| rule.m.matches_target(t.id(), Some(t), t.sensitivity()));
                 if !any {
-                    out.push(warn(rule, WarningKind::NoTarget, String::from("matches no target in the inventory")));
+                    out.push(warn(
+                        rule,
+                        WarningKind::NoTarget,
+                        String::from("matches no target in the inventory"),
+                    ));
                 }
             }
             let shadow = rules.iter().zip(&action_sets).take(j).find(|(h, hs)| {

@@ -169,15 +169,11 @@ fn any_glob(globs: &[Glob], text: &str) -> bool {
 impl Conditions {
     /// Whether every given condition holds (the action is checked by the caller).
     pub(crate) fn matches(&self, f: &Facts<'_>) -> bool {
-        if self.has_ticket.is_some_and(|t| t != f.has_ticket) {
-            return false;
-        }
-        if let Some(r) = &self.risks {
-            if !r.contains(&f.effective_risk) {
-                return false;
-            }
-        }
-        self.matches_target(f.target_id, f.target, f.sensitivity) && self.matches_caller(f)
+        self.has_ticket.is_none_or(|t| t == f.has_ticket)
+            && opt_contains(&self.risks, &f.effective_risk)
+            && self.matches_target(f.target_id, f.target, f.sensitivity)
+            && self.matches_caller(f.caller)
+            && self.time.as_ref().is_none_or(|w| w.contains(f.now))
     }
 
     /// Whether a rule has any condition on the target.
@@ -197,82 +193,60 @@ impl Conditions {
         target: Option<&Target>,
         sensitivity: Sensitivity,
     ) -> bool {
-        if self.known.is_some_and(|k| k != target.is_some()) {
+        if !(self.known.is_none_or(|k| k == target.is_some())
+            && opt_contains(&self.sensitivities, &sensitivity)
+            && self
+                .target_ids
+                .as_ref()
+                .is_none_or(|ids| any_glob(ids, target_id)))
+        {
             return false;
         }
-        if let Some(s) = &self.sensitivities {
-            if !s.contains(&sensitivity) {
-                return false;
-            }
+        if self.environments.is_none() && self.types.is_none() && self.labels.is_none() {
+            return true;
         }
-        if let Some(ids) = &self.target_ids {
-            if !any_glob(ids, target_id) {
-                return false;
-            }
-        }
-        if self.environments.is_some() || self.types.is_some() || self.labels.is_some() {
-            // Unknown targets have no environment, type or labels: such conditions never hold.
-            let Some(t) = target else { return false };
-            if let Some(envs) = &self.environments {
-                if !envs.iter().any(|e| e == t.environment()) {
-                    return false;
-                }
-            }
-            if let Some(types) = &self.types {
-                if !types.iter().any(|e| e == t.target_type()) {
-                    return false;
-                }
-            }
-            if let Some(labels) = &self.labels {
-                let ok = labels
+        // Unknown targets have no environment, type or labels: such conditions never hold.
+        let Some(t) = target else { return false };
+        self.environments
+            .as_ref()
+            .is_none_or(|envs| envs.iter().any(|e| e == t.environment()))
+            && self
+                .types
+                .as_ref()
+                .is_none_or(|types| types.iter().any(|e| e == t.target_type()))
+            && self.labels.as_ref().is_none_or(|labels| {
+                labels
                     .iter()
-                    .all(|(k, g)| t.labels().get(k).is_some_and(|v| g.matches(v)));
-                if !ok {
-                    return false;
-                }
-            }
-        }
-        true
+                    .all(|(k, g)| t.labels().get(k).is_some_and(|v| g.matches(v)))
+            })
     }
 
-    fn matches_caller(&self, f: &Facts<'_>) -> bool {
-        let c = f.caller;
-        if self.authenticated.is_some_and(|a| a != c.authenticated) {
-            return false;
-        }
-        if self.delegated.is_some_and(|d| d != (c.depth() > 0)) {
-            return false;
-        }
-        if self.max_depth.is_some_and(|m| c.depth() > m as usize) {
-            return false;
-        }
-        if let Some(ids) = &self.agent_ids {
-            if !any_glob(ids, &c.id) {
-                return false;
-            }
-        }
-        if let Some(roles) = &self.roles {
-            if !roles.iter().any(|r| c.roles.contains(r)) {
-                return false;
-            }
-        }
-        if let Some(groups) = &self.groups {
-            if !groups.iter().any(|g| c.groups.contains(g)) {
-                return false;
-            }
-        }
-        if let Some(from) = &self.delegated_from {
-            if !c.delegation_chain.iter().any(|a| any_glob(from, a)) {
-                return false;
-            }
-        }
-        if let Some(w) = &self.time {
-            if !w.contains(f.now) {
-                return false;
-            }
-        }
-        true
+    fn matches_caller(&self, c: &Caller) -> bool {
+        self.authenticated.is_none_or(|a| a == c.authenticated)
+            && self.delegated.is_none_or(|d| d == (c.depth() > 0))
+            && self.max_depth.is_none_or(|m| c.depth() <= m as usize)
+            && self
+                .agent_ids
+                .as_ref()
+                .is_none_or(|ids| any_glob(ids, &c.id))
+            && self
+                .roles
+                .as_ref()
+                .is_none_or(|roles| roles.iter().any(|r| c.roles.contains(r)))
+            && self
+                .groups
+                .as_ref()
+                .is_none_or(|groups| groups.iter().any(|g| c.groups.contains(g)))
+            && self
+                .delegated_from
+                .as_ref()
+                .is_none_or(|from| c.delegation_chain.iter().any(|a| any_glob(from, a)))
     }
+}
+
+/// `None` (no condition) or a list containing `value`.
+fn opt_contains<T: PartialEq>(list: &Option<Vec<T>>, value: &T) -> bool {
+    list.as_ref().is_none_or(|l| l.contains(value))
 }
 
 impl Rule {
@@ -310,7 +284,9 @@ impl Rule {
     }
     /// Evaluation order: higher priority first; within a priority the most
     /// restrictive first; then by id, so file and rule order never matter.
-    pub(crate) fn order_key(&self) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<Verdict>, Arc<str>) {
+    pub(crate) fn order_key(
+        &self,
+    ) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<Verdict>, Arc<str>) {
         (
             std::cmp::Reverse(self.priority),
             std::cmp::Reverse(self.verdict),
@@ -347,10 +323,7 @@ impl PolicySet {
         let mut rules = Vec::new();
         let mut ids: HashMap<String, (String, usize)> = HashMap::new();
         for (name, text) in sources {
-            let src = Source {
-                file: name.as_ref(),
-                text: text.as_ref(),
-            };
+            let src = Source::new(name.as_ref(), text.as_ref());
             let parsed: PolicyFile = match toml::from_str(src.text) {
                 Ok(p) => p,
                 Err(e) => {
@@ -359,10 +332,14 @@ impl PolicySet {
                 }
             };
             for (i, r) in parsed.rules.into_iter().enumerate() {
-                let line = crate::error::line_col(src.text, r.id.span().start).0;
+                let line = src.line_col(r.id.span().start).0;
                 let id = r.id.get_ref().clone();
                 if id.is_empty() {
-                    problems.push(src.problem(Some(r.id.span()), format!("rules[{i}].id"), "rule id must not be empty"));
+                    problems.push(src.problem(
+                        Some(r.id.span()),
+                        format!("rules[{i}].id"),
+                        "rule id must not be empty",
+                    ));
                 }
                 if let Some((file, first_line)) = ids.get(&id) {
                     problems.push(src.problem(
@@ -479,7 +456,12 @@ fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<P
         agent_ids: globs(non_empty(src, &mut p, k("callers.agent_ids"), c.agent_ids)),
         roles: non_empty(src, &mut p, k("callers.roles"), c.roles),
         groups: non_empty(src, &mut p, k("callers.groups"), c.groups),
-        delegated_from: globs(non_empty(src, &mut p, k("callers.delegated_from"), c.delegated_from)),
+        delegated_from: globs(non_empty(
+            src,
+            &mut p,
+            k("callers.delegated_from"),
+            c.delegated_from,
+        )),
         max_depth: c.max_delegation_depth,
         delegated: c.require_delegation,
         authenticated: c.authenticated,
@@ -489,9 +471,19 @@ fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<P
     };
     if let Some(labels) = t.labels {
         if labels.get_ref().is_empty() {
-            p.push(src.problem(Some(labels.span()), k("targets.labels"), "an empty label table matches anything; remove it"));
+            p.push(src.problem(
+                Some(labels.span()),
+                k("targets.labels"),
+                "an empty label table matches anything; remove it",
+            ));
         }
-        cond.labels = Some(labels.into_inner().into_iter().map(|(k, v)| (k, Glob::new(&v))).collect());
+        cond.labels = Some(
+            labels
+                .into_inner()
+                .into_iter()
+                .map(|(k, v)| (k, Glob::new(&v)))
+                .collect(),
+        );
     }
     if cond.known == Some(false)
         && (cond.environments.is_some() || cond.types.is_some() || cond.labels.is_some())
@@ -541,7 +533,10 @@ fn time_window(src: &Source<'_>, key: &str, w: TimeToml) -> Result<TimeWindow, V
             p.push(src.problem(
                 Some(s.span()),
                 format!("{key}.{name}"),
-                format!("invalid time `{}`, expected HH:MM (00:00 to 24:00)", s.get_ref()),
+                format!(
+                    "invalid time `{}`, expected HH:MM (00:00 to 24:00)",
+                    s.get_ref()
+                ),
             ));
         }
         v
@@ -591,11 +586,7 @@ fn time_window(src: &Source<'_>, key: &str, w: TimeToml) -> Result<TimeWindow, V
             days,
             start,
             end,
-            text: format!(
-                "{:07b} {start}-{end} {}",
-                days,
-                w.timezone.get_ref()
-            ),
+            text: format!("{:07b} {start}-{end} {}", days, w.timezone.get_ref()),
             tz,
         }),
         _ => Err(p),
@@ -622,15 +613,21 @@ mod tests {
 
     #[test]
     fn missing_match_is_an_error() {
-        let e = load("[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"allow\"\nreason = \"r\"\n").unwrap_err();
+        let e = load("[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"allow\"\nreason = \"r\"\n")
+            .unwrap_err();
         assert!(e.contains("missing field `match`"), "{e}");
     }
 
     #[test]
     fn duplicate_ids_across_files() {
         let r = "[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch = {}\n";
-        let e = PolicySet::from_sources(&[("one.toml", r), ("two.toml", r)]).unwrap_err().to_string();
-        assert_eq!(e, "two.toml:2:6: rules[0].id: duplicate rule id `a` (first defined at one.toml:2)");
+        let e = PolicySet::from_sources(&[("one.toml", r), ("two.toml", r)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "two.toml:2:6: rules[0].id: duplicate rule id `a` (first defined at one.toml:2)"
+        );
     }
 
     #[test]
@@ -639,7 +636,12 @@ mod tests {
             "[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch.time = { days = [\"funday\"], start = \"25:00\", end = \"9\", timezone = \"Mars/Olympus\" }\n",
         )
         .unwrap_err();
-        for needle in ["unknown IANA time zone `Mars/Olympus`", "invalid time `25:00`", "invalid time `9`", "unknown day `funday`"] {
+        for needle in [
+            "unknown IANA time zone `Mars/Olympus`",
+            "invalid time `25:00`",
+            "invalid time `9`",
+            "unknown day `funday`",
+        ] {
             assert!(e.contains(needle), "{needle} in {e}");
         }
         assert!(e.contains("rules[0].match.time.timezone"), "{e}");
@@ -648,7 +650,10 @@ mod tests {
     #[test]
     fn empty_lists_are_errors() {
         let e = load("[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"allow\"\nreason = \"r\"\nmatch.callers.roles = []\n").unwrap_err();
-        assert!(e.contains("rules[0].match.callers.roles: an empty list matches nothing"), "{e}");
+        assert!(
+            e.contains("rules[0].match.callers.roles: an empty list matches nothing"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ use agentsafe_core::{Caller, Decision, Params, ReasonCode, Request, Timestamp, V
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{PdpError, Source};
 use crate::Pdp;
+use crate::error::{PdpError, Source};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,7 +162,7 @@ fn collect(path: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), PdpErro
 /// # Errors
 /// When the text is invalid; every problem is listed.
 pub fn parse_cases(file: &str, text: &str) -> Result<Vec<TestCase>, PdpError> {
-    let src = Source { file, text };
+    let src = Source::new(file, text);
     let parsed: CaseFile =
         toml::from_str(text).map_err(|e| PdpError::Invalid(vec![src.toml_problem(&e)]))?;
     let mut problems = Vec::new();
@@ -176,13 +176,16 @@ pub fn parse_cases(file: &str, text: &str) -> Result<Vec<TestCase>, PdpError> {
                     problems.push(src.problem(
                         Some(t.span()),
                         format!("case[{i}].time"),
-                        format!("invalid time `{}`, expected RFC 3339 such as 2026-11-23T10:00:00Z", t.get_ref()),
+                        format!(
+                            "invalid time `{}`, expected RFC 3339 such as 2026-11-23T10:00:00Z",
+                            t.get_ref()
+                        ),
                     ));
                     None
                 }
             },
         };
-        let line = crate::error::line_col(text, c.name.span().start).0;
+        let line = src.line_col(c.name.span().start).0;
         cases.push(TestCase {
             name: c.name.into_inner(),
             location: format!("{file}:{line}"),
@@ -231,18 +234,26 @@ pub fn run(pdp: &Pdp, cases: &[TestCase]) -> TestReport {
                     decision.reason
                 ));
             }
-            if let Some(rule) = &c.expect_rule {
-                if decision.rule_id.as_deref() != Some(rule.as_str()) {
+            if let Some(rule) = &c.expect_rule
+                && decision.rule_id.as_deref() != Some(rule.as_str())
+            {
+                {
                     failures.push(format!(
                         "expected rule `{rule}`, got {}",
-                        decision.rule_id.as_deref().map_or_else(|| String::from("no rule"), |r| format!("`{r}`"))
+                        decision
+                            .rule_id
+                            .as_deref()
+                            .map_or_else(|| String::from("no rule"), |r| format!("`{r}`"))
                     ));
                 }
             }
-            if let Some(code) = c.expect_reason {
-                if decision.reason_code != code {
-                    failures.push(format!("expected reason code `{code}`, got `{}`", decision.reason_code));
-                }
+            if let Some(code) = c.expect_reason
+                && decision.reason_code != code
+            {
+                failures.push(format!(
+                    "expected reason code `{code}`, got `{}`",
+                    decision.reason_code
+                ));
             }
             CaseResult {
                 name: c.name.clone(),

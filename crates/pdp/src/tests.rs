@@ -101,13 +101,24 @@ match = { actions = ["scale-*"], callers = { roles = ["sre"] } }
 
 #[test]
 fn default_deny_without_rules() {
-    let d = pdp("").decide(&req("scale-deployment", "dev/api", serde_json::json!({"replicas": 2})));
-    assert_eq!((d.decision, d.reason_code), (Verdict::Deny, ReasonCode::DefaultDeny));
+    let d = pdp("").decide(&req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 2}),
+    ));
+    assert_eq!(
+        (d.decision, d.reason_code),
+        (Verdict::Deny, ReasonCode::DefaultDeny)
+    );
 }
 
 #[test]
 fn binding_fills_omitted_params_from_the_target() {
-    let d = pdp(ALLOW_SRE).decide(&req("scale-deployment", "dev/api", serde_json::json!({"replicas": 2})));
+    let d = pdp(ALLOW_SRE).decide(&req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 2}),
+    ));
     assert_eq!(d.decision, Verdict::Allow, "{d:?}");
     assert_eq!(d.params["namespace"], "dev");
     assert_eq!(d.params["name"], "api");
@@ -123,28 +134,48 @@ fn a_param_that_points_elsewhere_is_denied() {
         "dev/api",
         serde_json::json!({"replicas": 2, "namespace": "prod"}),
     ));
-    assert_eq!((d.decision, d.reason_code), (Verdict::Deny, ReasonCode::ParamTargetMismatch));
+    assert_eq!(
+        (d.decision, d.reason_code),
+        (Verdict::Deny, ReasonCode::ParamTargetMismatch)
+    );
     assert!(d.reason.contains("`prod`"), "{}", d.reason);
 }
 
 #[test]
 fn wrong_target_type_is_denied() {
-    let d = pdp(ALLOW_SRE).decide(&req("scale-deployment", "node-1", serde_json::json!({"replicas": 2})));
-    assert_eq!((d.decision, d.reason_code), (Verdict::Deny, ReasonCode::TargetTypeMismatch));
+    let d = pdp(ALLOW_SRE).decide(&req(
+        "scale-deployment",
+        "node-1",
+        serde_json::json!({"replicas": 2}),
+    ));
+    assert_eq!(
+        (d.decision, d.reason_code),
+        (Verdict::Deny, ReasonCode::TargetTypeMismatch)
+    );
 }
 
 #[test]
 fn unknown_action_is_denied_and_keeps_the_name() {
     let d = pdp(ALLOW_SRE).decide(&req("scale-everything", "dev/api", serde_json::json!({})));
-    assert_eq!((d.decision, d.reason_code), (Verdict::Deny, ReasonCode::UnknownAction));
+    assert_eq!(
+        (d.decision, d.reason_code),
+        (Verdict::Deny, ReasonCode::UnknownAction)
+    );
     assert_eq!(d.action, "scale-everything");
 }
 
 #[test]
 fn invalid_params_list_every_problem_even_when_empty() {
     let d = pdp(ALLOW_SRE).decide(&req("scale-deployment", "dev/api", serde_json::json!({})));
-    assert_eq!((d.decision, d.reason_code), (Verdict::Deny, ReasonCode::InvalidParams));
-    assert!(d.diagnostics.iter().any(|p| p.contains("replicas")), "{:?}", d.diagnostics);
+    assert_eq!(
+        (d.decision, d.reason_code),
+        (Verdict::Deny, ReasonCode::InvalidParams)
+    );
+    assert!(
+        d.diagnostics.iter().any(|p| p.contains("replicas")),
+        "{:?}",
+        d.diagnostics
+    );
     let d = pdp(ALLOW_SRE).decide(&req(
         "scale-deployment",
         "dev/api",
@@ -197,8 +228,16 @@ match = { actions = ["scale-deployment"] }
     for (x, y) in [(a, b), (b, a)] {
         let registry = Registry::from_sources(&[("scale.toml", SCALE)]).unwrap();
         let policies = PolicySet::from_sources(&[("1.toml", x), ("2.toml", y)]).unwrap();
-        let pdp = Pdp::new(registry, policies, Inventory::parse("i", INVENTORY).unwrap());
-        let d = pdp.decide(&req("scale-deployment", "dev/api", serde_json::json!({"replicas": 1})));
+        let pdp = Pdp::new(
+            registry,
+            policies,
+            Inventory::parse("i", INVENTORY).unwrap(),
+        );
+        let d = pdp.decide(&req(
+            "scale-deployment",
+            "dev/api",
+            serde_json::json!({"replicas": 1}),
+        ));
         assert_eq!(d.decision, Verdict::RequireApproval);
         assert_eq!(d.rule_id.as_deref(), Some("a-approve"));
     }
@@ -221,7 +260,11 @@ decision = "allow"
 reason = "yes"
 match = { callers = { agent_ids = ["agent-1"] } }
 "#;
-    let d = pdp(p).decide(&req("scale-deployment", "dev/api", serde_json::json!({"replicas": 1})));
+    let d = pdp(p).decide(&req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    ));
     assert_eq!(d.rule_id.as_deref(), Some("allow-high"));
 }
 
@@ -236,7 +279,11 @@ reason = "ok"
 match = { callers = { delegated_from = ["orchestrator"], max_delegation_depth = 1, authenticated = true, groups = ["platform"] } }
 "#;
     let pdp = pdp(p);
-    let mut r = req("scale-deployment", "dev/api", serde_json::json!({"replicas": 1}));
+    let mut r = req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    );
     r.caller.groups = vec!["platform".into()];
     r.caller.authenticated = true;
     r.caller.delegation_chain = vec!["orchestrator".into()];
@@ -259,7 +306,11 @@ reason = "ok"
 match = { require_ticket = true, effective_risk = ["critical"], targets = { labels = { tier = "w*" } } }
 "#;
     let pdp = pdp(p);
-    let mut r = req("scale-deployment", "prod/api", serde_json::json!({"replicas": 1}));
+    let mut r = req(
+        "scale-deployment",
+        "prod/api",
+        serde_json::json!({"replicas": 1}),
+    );
     assert_eq!(pdp.decide(&r).decision, Verdict::Deny);
     r.change_ticket = Some("CHG-1".into());
     let d = pdp.decide(&r);
@@ -278,19 +329,39 @@ reason = "ok"
 match = { time = { days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00", timezone = "Europe/Berlin" } }
 "#;
     let pdp = pdp(p);
-    let r = req("scale-deployment", "dev/api", serde_json::json!({"replicas": 1}));
+    let r = req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    );
     // Monday 2026-01-05 09:30 in Berlin is 08:30 UTC.
-    assert_eq!(pdp.decide_at(&r, "2026-01-05T08:30:00Z".parse().unwrap()).decision, Verdict::Allow);
-    assert_eq!(pdp.decide_at(&r, "2026-01-05T07:30:00Z".parse().unwrap()).decision, Verdict::Deny);
+    assert_eq!(
+        pdp.decide_at(&r, "2026-01-05T08:30:00Z".parse().unwrap())
+            .decision,
+        Verdict::Allow
+    );
+    assert_eq!(
+        pdp.decide_at(&r, "2026-01-05T07:30:00Z".parse().unwrap())
+            .decision,
+        Verdict::Deny
+    );
     // Saturday.
-    assert_eq!(pdp.decide_at(&r, "2026-01-10T10:00:00Z".parse().unwrap()).decision, Verdict::Deny);
+    assert_eq!(
+        pdp.decide_at(&r, "2026-01-10T10:00:00Z".parse().unwrap())
+            .decision,
+        Verdict::Deny
+    );
 }
 
 #[test]
 fn plans_link_steps_and_take_the_most_restrictive() {
     let pdp = pdp(ALLOW_SRE);
     let plan = pdp.decide_plan(&[
-        req("scale-deployment", "dev/api", serde_json::json!({"replicas": 1})),
+        req(
+            "scale-deployment",
+            "dev/api",
+            serde_json::json!({"replicas": 1}),
+        ),
         req("drain-node", "node-1", serde_json::json!({})),
     ]);
     assert_eq!(plan.decision, Verdict::Deny);
@@ -324,7 +395,11 @@ reason = "yes"
 match = { callers = { agent_ids = ["agent-1", "agent-2"] } }
 "#;
     let pdp = pdp(p);
-    let mut r = req("scale-deployment", "dev/api", serde_json::json!({"replicas": 1}));
+    let mut r = req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    );
     assert_eq!(pdp.decide(&r).rule_id.as_deref(), Some("agent-allow-high"));
     r.caller.id = "agent-3".into();
     assert_eq!(pdp.decide(&r).rule_id.as_deref(), Some("generic-deny"));
@@ -363,9 +438,18 @@ match = { targets = { environments = ["qa"] } }
 "#;
     let w = pdp(p).lint();
     let kinds: Vec<(String, WarningKind)> = w.iter().map(|w| (w.rule_id.clone(), w.kind)).collect();
-    assert!(kinds.contains(&("allow-prod-scale".into(), WarningKind::Shadowed)), "{w:?}");
-    assert!(kinds.contains(&("typo-action".into(), WarningKind::NoAction)), "{w:?}");
-    assert!(kinds.contains(&("no-such-env".into(), WarningKind::NoTarget)), "{w:?}");
+    assert!(
+        kinds.contains(&("allow-prod-scale".into(), WarningKind::Shadowed)),
+        "{w:?}"
+    );
+    assert!(
+        kinds.contains(&("typo-action".into(), WarningKind::NoAction)),
+        "{w:?}"
+    );
+    assert!(
+        kinds.contains(&("no-such-env".into(), WarningKind::NoTarget)),
+        "{w:?}"
+    );
     assert!(!kinds.iter().any(|(id, _)| id == "deny-prod"), "{w:?}");
 }
 
@@ -373,10 +457,19 @@ match = { targets = { environments = ["qa"] } }
 fn policy_hash_ignores_file_order_but_not_content() {
     let r = || Registry::from_sources(&[("scale.toml", SCALE)]).unwrap();
     let i = || Inventory::parse("i", INVENTORY).unwrap();
-    let one = "[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch = {}\n";
-    let two = "[[rules]]\nid = \"b\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch = {}\n";
-    let h = |srcs: &[(&str, &str)]| Pdp::new(r(), PolicySet::from_sources(srcs).unwrap(), i()).policy_hash().to_owned();
-    assert_eq!(h(&[("1.toml", one), ("2.toml", two)]), h(&[("2.toml", two), ("1.toml", one)]));
+    let one =
+        "[[rules]]\nid = \"a\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch = {}\n";
+    let two =
+        "[[rules]]\nid = \"b\"\npriority = 1\ndecision = \"deny\"\nreason = \"r\"\nmatch = {}\n";
+    let h = |srcs: &[(&str, &str)]| {
+        Pdp::new(r(), PolicySet::from_sources(srcs).unwrap(), i())
+            .policy_hash()
+            .to_owned()
+    };
+    assert_eq!(
+        h(&[("1.toml", one), ("2.toml", two)]),
+        h(&[("2.toml", two), ("1.toml", one)])
+    );
     assert_ne!(h(&[("1.toml", one)]), h(&[("1.toml", two)]));
 }
 
@@ -399,7 +492,13 @@ fn gen_rule() -> impl Strategy<Value = GenRule> {
         prop::option::of(prop::sample::select(vec!["prod", "dev"])),
         prop::option::of(prop::sample::select(vec!["sre", "dev"])),
     )
-        .prop_map(|(priority, decision, action, env, role)| GenRule { priority, decision, action, env, role })
+        .prop_map(|(priority, decision, action, env, role)| GenRule {
+            priority,
+            decision,
+            action,
+            env,
+            role,
+        })
 }
 
 fn render(rules: &[GenRule], offset: usize) -> String {
@@ -426,7 +525,11 @@ fn requests() -> Vec<Request> {
     let mut out = Vec::new();
     for target in ["dev/api", "prod/api"] {
         for role in ["sre", "dev", "none"] {
-            let mut r = req("scale-deployment", target, serde_json::json!({"replicas": 1}));
+            let mut r = req(
+                "scale-deployment",
+                target,
+                serde_json::json!({"replicas": 1}),
+            );
             r.caller.roles = vec![role.into()];
             out.push(r);
         }
@@ -440,11 +543,19 @@ fn requests() -> Vec<Request> {
 fn build(files: &[(String, String)]) -> Pdp {
     let registry = Registry::from_sources(&[("scale.toml", SCALE), ("drain.toml", DRAIN)]).unwrap();
     let policies = PolicySet::from_sources(files).unwrap();
-    Pdp::new(registry, policies, Inventory::parse("i", INVENTORY).unwrap())
+    Pdp::new(
+        registry,
+        policies,
+        Inventory::parse("i", INVENTORY).unwrap(),
+    )
 }
 
 fn outcome(d: &Decision) -> (Verdict, ReasonCode, Option<String>) {
-    (d.decision, d.reason_code, d.rule_id.as_deref().map(str::to_owned))
+    (
+        d.decision,
+        d.reason_code,
+        d.rule_id.as_deref().map(str::to_owned),
+    )
 }
 
 proptest! {

@@ -2,6 +2,13 @@
 //! an `inventory.toml` and a `cases.toml` (run against the shipped action catalogue), or an
 //! `expect_error.txt` with the exact load error the policies must produce.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 use std::path::{Path, PathBuf};
 
 use agentsafe_pdp::{Inventory, Pdp, PolicySet, Registry, testing};
@@ -11,19 +18,25 @@ fn fixtures() -> PathBuf {
 }
 
 fn check(dir: &Path, registry: &Registry) -> Result<usize, String> {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
+    let read =
+        |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
     let policies = PolicySet::from_sources(&[("policies.toml", read("policies.toml")?)]);
     if let Ok(expected) = read("expect_error.txt") {
         return match policies {
             Ok(_) => Err(String::from("policies loaded, expected an error")),
             Err(e) if e.to_string() == expected.trim_end() => Ok(1),
-            Err(e) => Err(format!("expected error\n  {}\ngot\n  {e}", expected.trim_end())),
+            Err(e) => Err(format!(
+                "expected error\n  {}\ngot\n  {e}",
+                expected.trim_end()
+            )),
         };
     }
     let policies = policies.map_err(|e| e.to_string())?;
-    let inventory = Inventory::parse("inventory.toml", &read("inventory.toml")?).map_err(|e| e.to_string())?;
+    let inventory =
+        Inventory::parse("inventory.toml", &read("inventory.toml")?).map_err(|e| e.to_string())?;
     let pdp = Pdp::new(registry.clone(), policies, inventory);
-    let cases = testing::parse_cases("cases.toml", &read("cases.toml")?).map_err(|e| e.to_string())?;
+    let cases =
+        testing::parse_cases("cases.toml", &read("cases.toml")?).map_err(|e| e.to_string())?;
     if cases.is_empty() {
         return Err(String::from("no cases"));
     }
@@ -34,15 +47,28 @@ fn check(dir: &Path, registry: &Registry) -> Result<usize, String> {
         .filter(|r| !r.passed)
         .map(|r| format!("{}: {}", r.name, r.failures.join("; ")))
         .collect();
-    if failures.is_empty() { Ok(report.results.len()) } else { Err(failures.join("\n")) }
+    if failures.is_empty() {
+        Ok(report.results.len())
+    } else {
+        Err(failures.join("\n"))
+    }
 }
 
 #[test]
 fn fixtures_decide_as_expected() {
-    let registry = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../actions")).unwrap();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let registry =
+        Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../actions")).unwrap();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
-    assert!(dirs.len() >= 8, "expected the fixture folders, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 8,
+        "expected the fixture folders, found {}",
+        dirs.len()
+    );
     let mut problems = Vec::new();
     let mut total = 0;
     for dir in &dirs {

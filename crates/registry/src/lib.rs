@@ -175,9 +175,11 @@
 //! # Content hash
 //!
 //! [`Registry::content_hash`] is the SHA-256 (hex) of the domain tag
-//! `agentsafe/registry/v1` followed by a zero byte and the RFC 8785 canonical JSON of the
-//! array of all definitions sorted by name (each as [`ActionDef::to_json`] shows it). It
-//! does not depend on file names or file order, and it is part of the policy-set hash.
+//! `agentsafe/registry/v1` followed by a zero byte and then, for the text of every
+//! definition file in byte order of the texts, its length as 8 big-endian bytes and the
+//! text. It does not depend on file names or file order, and it is part of the policy-set
+//! hash. It hashes the files as written (a comment change changes it) because hashing
+//! the canonical JSON of every definition cost most of a short-lived process's load time.
 
 mod error;
 mod load;
@@ -245,12 +247,12 @@ impl Registry {
     pub fn from_sources<N: AsRef<str>, C: AsRef<str>>(
         sources: &[(N, C)],
     ) -> Result<Registry, RegistryError> {
-        let sources = sources
+        let sources: Vec<(String, &str)> = sources
             .iter()
             .map(|(n, c)| (n.as_ref().to_owned(), c.as_ref()))
             .collect();
+        let content_hash = content_hash(&sources);
         let actions = load::load_sources(sources).map_err(RegistryError::Invalid)?;
-        let content_hash = content_hash(&actions)?;
         Ok(Registry {
             actions,
             content_hash,
@@ -287,23 +289,19 @@ impl Registry {
     }
 }
 
-fn content_hash(actions: &[ActionDef]) -> Result<String, RegistryError> {
-    let json = agentsafe_core::canonical::to_vec(&actions).map_err(|e| {
-        RegistryError::Invalid(vec![Diagnostic {
-            file: String::new(),
-            line: 1,
-            column: 1,
-            key: String::new(),
-            message: format!("cannot encode the definitions as canonical json: {e}"),
-        }])
-    })?;
+fn content_hash(sources: &[(String, &str)]) -> String {
+    let mut texts: Vec<&str> = sources.iter().map(|(_, text)| *text).collect();
+    texts.sort_unstable();
     let mut hasher = Sha256::new();
     hasher.update(HASH_DOMAIN);
-    hasher.update(&json);
+    for text in texts {
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
+    }
     let digest = hasher.finalize();
     let mut hex = String::with_capacity(64);
     for byte in digest {
         let _ = write!(hex, "{byte:02x}");
     }
-    Ok(hex)
+    hex
 }

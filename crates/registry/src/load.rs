@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::time::Duration;
 
-use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
@@ -110,8 +109,8 @@ struct FileState<'a> {
     patterns: &'a RefCell<PatternCache>,
 }
 
-/// Compiled `^(?:PATTERN)$` regexes by pattern, or the compile error message.
-type PatternCache = HashMap<String, Result<Regex, String>>;
+/// Checked patterns by source (sharing one lazily compiled regex), or the error message.
+type PatternCache = HashMap<String, Result<Pattern, String>>;
 
 impl<'a> FileState<'a> {
     fn new(name: String, text: &'a str, patterns: &'a RefCell<PatternCache>) -> Self {
@@ -128,20 +127,16 @@ impl<'a> FileState<'a> {
         }
     }
 
-    /// Compiles `pattern` to match whole values; on error, the one-line cause.
-    fn compile(&self, pattern: &str) -> Result<Regex, String> {
+    /// Checks `pattern` (to match whole values); on error, the one-line cause.
+    fn compile(&self, pattern: &str) -> Result<Pattern, String> {
         if let Some(known) = self.patterns.borrow().get(pattern) {
             return known.clone();
         }
-        // The pattern is compiled alone first so that an error message refers to what the
-        // user wrote, not to the anchored wrapper.
-        let compiled = Regex::new(pattern)
-            .and_then(|_| Regex::new(&format!("^(?:{pattern})$")))
-            .map_err(|e| regex_message(&e));
+        let checked = Pattern::new(pattern);
         self.patterns
             .borrow_mut()
-            .insert(pattern.to_owned(), compiled.clone());
-        compiled
+            .insert(pattern.to_owned(), checked.clone());
+        checked
     }
 
     /// Line and column (both from 1; the column counts characters) of a byte offset.
@@ -1068,12 +1063,9 @@ fn build_constraints(
         let span = p.span();
         // Compile even when the constraint does not fit, so a bad regex is reported too.
         match file.compile(p.get_ref()) {
-            Ok(regex) => {
+            Ok(pattern) => {
                 if fits(file, "pattern", &span) {
-                    out.pattern = Some(Pattern {
-                        source: p.into_inner(),
-                        regex,
-                    });
+                    out.pattern = Some(pattern);
                 }
             }
             Err(e) => file.error(
@@ -1167,18 +1159,6 @@ fn fits_type(ty: ParamType, value: &Value) -> bool {
         ParamType::Object => value.is_object(),
         ParamType::Array(_) => value.is_array(),
     }
-}
-
-/// The one-line cause of a regex compile error (the crate's own message spans lines).
-fn regex_message(e: &regex::Error) -> String {
-    let text = e.to_string();
-    text.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map_or_else(
-            || text.lines().next().unwrap_or_default().to_owned(),
-            str::to_owned,
-        )
 }
 
 fn toml_to_json(v: &toml::Value) -> Result<Value, String> {

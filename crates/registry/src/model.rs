@@ -372,11 +372,49 @@ impl Serialize for Bound {
     }
 }
 
-/// A regular expression that must match a whole value, compiled at load time.
+/// A regular expression that must match a whole value.
+///
+/// Its syntax is checked when the registry loads; it is compiled on first use and the
+/// compiled form is shared by every param with the same pattern. Compiling all of the
+/// catalogue's patterns up front would cost a short-lived `agentsafe check` process
+/// several milliseconds for patterns it never uses.
 #[derive(Debug, Clone)]
 pub(crate) struct Pattern {
     pub(crate) source: String,
-    pub(crate) regex: Regex,
+    compiled: std::sync::Arc<std::sync::OnceLock<Option<Regex>>>,
+}
+
+impl Pattern {
+    /// Checks the syntax of `source`; the error is the one-line cause.
+    pub(crate) fn new(source: &str) -> Result<Pattern, String> {
+        // Parse what the user wrote, so the message refers to it; when it parses, so
+        // does the anchored form compiled later.
+        regex_syntax::parse(source).map_err(|e| one_line(&e.to_string()))?;
+        Ok(Pattern {
+            source: source.to_owned(),
+            compiled: std::sync::Arc::default(),
+        })
+    }
+
+    /// Whether `value` matches as a whole. A pattern that parses but cannot be compiled
+    /// (over the size limit) matches nothing: validation fails closed.
+    pub(crate) fn is_match(&self, value: &str) -> bool {
+        self.compiled
+            .get_or_init(|| Regex::new(&format!("^(?:{})$", self.source)).ok())
+            .as_ref()
+            .is_some_and(|r| r.is_match(value))
+    }
+}
+
+/// The one-line cause of a regex error (the crate's own message spans several lines).
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map_or_else(
+            || text.lines().next().unwrap_or_default().to_owned(),
+            str::to_owned,
+        )
 }
 
 /// The checks of a param: numeric bounds, lengths, a pattern and allowed values.

@@ -42,26 +42,33 @@ impl ActionDef {
     /// # Security
     /// Messages never show the value of a sensitive param.
     pub fn validate_params(&self, params: &Params) -> Result<Params, Vec<ParamError>> {
-        let mut out = Params::new();
+        self.validate_params_owned(params.clone())
+            .map_err(|(_, errors)| errors)
+    }
+
+    /// [`ActionDef::validate_params`] on params the caller owns: checks them in place and
+    /// inserts defaults, without building a second map (this is on the path of every
+    /// decision). On failure the params come back unchanged with every problem.
+    ///
+    /// # Security
+    /// Messages never show the value of a sensitive param.
+    pub fn validate_params_owned(
+        &self,
+        mut params: Params,
+    ) -> Result<Params, (Params, Vec<ParamError>)> {
         let mut errors = Vec::new();
+        let mut defaults: Vec<&ParamDef> = Vec::new();
         for def in &self.params {
             match params.get(&def.name) {
                 Some(value) => {
-                    if def.check(value, &mut errors) && errors.is_empty() {
-                        out.insert(def.name.clone(), value.clone());
-                    }
+                    def.check(value, &mut errors);
                 }
-                None => match &def.default {
-                    Some(default) if errors.is_empty() => {
-                        out.insert(def.name.clone(), default.clone());
-                    }
-                    Some(_) => {}
-                    None if def.required => errors.push(ParamError {
-                        param: def.name.clone(),
-                        message: "missing required param".to_owned(),
-                    }),
-                    None => {}
-                },
+                None if def.default.is_some() => defaults.push(def),
+                None if def.required => errors.push(ParamError {
+                    param: def.name.clone(),
+                    message: "missing required param".to_owned(),
+                }),
+                None => {}
             }
         }
         for name in params.keys() {
@@ -72,11 +79,15 @@ impl ActionDef {
                 });
             }
         }
-        if errors.is_empty() {
-            Ok(out)
-        } else {
-            Err(errors)
+        if !errors.is_empty() {
+            return Err((params, errors));
         }
+        for def in defaults {
+            if let Some(default) = &def.default {
+                params.insert(def.name.clone(), default.clone());
+            }
+        }
+        Ok(params)
     }
 }
 
@@ -128,7 +139,7 @@ fn check_scalar(
                 report.string_length(s, c);
             }
             if let Some(p) = &c.pattern
-                && !p.regex.is_match(s)
+                && !p.is_match(s)
             {
                 report.push(format_args!("must match `{}`", p.source), Some(value));
             }

@@ -13,6 +13,15 @@ pub struct ConfigFile {
     #[serde(default)]
     pub paths: PathsConfig,
     // helpers: add config sections below this line (each `#[serde(default)]`)
+    /// Agent identity tokens and delegation (`[identity]`).
+    #[serde(default)]
+    pub identity: agentsafe_tickets::IdentityConfig,
+    /// Execution tickets and their redemption store (`[tickets]`).
+    #[serde(default)]
+    pub tickets: agentsafe_tickets::TicketConfig,
+    /// The tamper-evident audit log (`[audit]`).
+    #[serde(default)]
+    pub audit: agentsafe_audit::AuditConfig,
 }
 
 /// The `[paths]` section. Relative paths are resolved against the config file's folder.
@@ -50,7 +59,11 @@ pub fn toml_error(path: &Path, text: &str, err: &toml::de::Error) -> String {
         .span()
         .map(|s| line_col(text, s.start))
         .unwrap_or((1, 1));
-    format!("{}:{line}:{col}: {}", path.display(), err.message().trim_end())
+    format!(
+        "{}:{line}:{col}: {}",
+        path.display(),
+        err.message().trim_end()
+    )
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -108,6 +108,15 @@ impl Context {
         })
     }
 
+    /// The folder relative paths in the config file are resolved against.
+    pub fn config_base(&self) -> PathBuf {
+        self.config_path
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Whether data should be printed as JSON.
     pub fn json(&self) -> bool {
         self.output == OutputFormat::Json
@@ -120,7 +129,10 @@ pub fn default_key_dir() -> PathBuf {
         return PathBuf::from(xdg).join("agentsafe").join("keys");
     }
     if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home).join(".config").join("agentsafe").join("keys");
+        return PathBuf::from(home)
+            .join(".config")
+            .join("agentsafe")
+            .join("keys");
     }
     PathBuf::from(".agentsafe-keys")
 }

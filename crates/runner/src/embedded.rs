@@ -45,7 +45,8 @@ pub fn write_to(dir: &Path, force: bool) -> anyhow::Result<Vec<String>> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create `{}`", parent.display()))?;
         }
-        std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
         written.push((*name).to_owned());
     }
     Ok(written)

@@ -1,6 +1,9 @@
 //! The `agentsafe` command-line tool: decisions, validation and policy tests from the terminal.
 
-#![allow(clippy::print_stderr, reason = "a command-line tool reports errors on stderr")]
+#![allow(
+    clippy::print_stderr,
+    reason = "a command-line tool reports errors on stderr"
+)]
 
 /// `println!` that stops quietly when stdout is closed (`agentsafe ... | head`)
 /// instead of panicking on a broken pipe.
@@ -23,6 +26,7 @@ mod cmd;
 mod config;
 mod context;
 mod embedded;
+mod gate;
 
 use std::process::ExitCode;
 
@@ -71,13 +75,29 @@ enum Command {
     /// Run policy test cases
     Test(cmd::project::TestArgs),
     // helpers: add subcommand variants below this line
+    /// Generate and list signing keys
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
+    /// Issue, verify and delegate agent identity tokens
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
+    /// Verify, inspect and reconcile execution tickets
+    #[command(subcommand)]
+    Ticket(cmd::ticket::TicketCommand),
+    /// Inspect, verify and ship the audit log
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::ALLOW };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::ALLOW
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -102,5 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(a) => cmd::decide::plan(a, &ctx),
         Command::Test(a) => cmd::project::test(a, &ctx),
         // helpers: add dispatch arms below this line
+        Command::Keys(c) => cmd::keys::run(c, &ctx),
+        Command::Token(c) => cmd::token::run(c, &ctx),
+        Command::Ticket(c) => cmd::ticket::run(c, &ctx),
+        Command::Audit(c) => cmd::audit::run(c, &ctx),
     }
 }

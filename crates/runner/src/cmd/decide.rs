@@ -9,11 +9,15 @@ use serde::Deserialize;
 
 use crate::context::Context;
 use crate::exit;
+use crate::gate::{Claimed, Gate, Outcome};
 
 /// Who is asking, from flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CallerArgs {
-    /// The caller's agent id (unauthenticated).
+    /// The caller's identity token (`agentsafe token issue`); `-` reads it from stdin.
+    #[arg(long, env = "AGENTSAFE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A plain, unauthenticated agent id: accepted only with `[identity] allow_unauthenticated = true`.
     #[arg(long)]
     pub caller: Option<String>,
     /// A role of the caller (repeatable).
@@ -74,6 +78,19 @@ struct PlanStep {
     ticket_id: Option<String>,
 }
 
+fn claimed(who: &CallerArgs, plain: Option<Caller>) -> anyhow::Result<Claimed> {
+    let token = match &who.token {
+        Some(t) => Some(crate::cmd::token::read_token(t)?),
+        None => None,
+    };
+    if token.is_none() && plain.is_none() {
+        anyhow::bail!(
+            "who is asking? pass --token TOKEN (or AGENTSAFE_TOKEN), or --caller ID where plain ids are allowed"
+        );
+    }
+    Ok(Claimed { token, plain })
+}
+
 fn caller_from(who: &CallerArgs) -> Option<Caller> {
     who.caller.as_ref().map(|id| Caller {
         id: id.clone(),
@@ -90,7 +107,11 @@ fn parse_params(text: Option<&str>) -> anyhow::Result<Params> {
         return Ok(Params::new());
     };
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!("--params: invalid JSON at line {}, column {}: {e}", e.line(), e.column())
+        anyhow::anyhow!(
+            "--params: invalid JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        )
     })?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
@@ -109,8 +130,18 @@ pub fn verdict_code(v: Verdict) -> ExitCode {
 
 /// Prints a decision as text.
 pub fn print_decision(d: &Decision) {
-    let rule = d.rule_id.as_deref().map(|r| format!(" [rule {r}]")).unwrap_or_default();
-    out!("{}  {} on {}{}", d.decision.label(), d.action, d.target.id, rule);
+    let rule = d
+        .rule_id
+        .as_deref()
+        .map(|r| format!(" [rule {r}]"))
+        .unwrap_or_default();
+    out!(
+        "{}  {} on {}{}",
+        d.decision.label(),
+        d.action,
+        d.target.id,
+        rule
+    );
     out!("  reason:      {} ({})", d.reason, d.reason_code);
     for diag in &d.diagnostics {
         out!("    - {diag}");
@@ -118,49 +149,74 @@ pub fn print_decision(d: &Decision) {
     let risk = match (d.action_risk, d.effective_risk) {
         (Some(a), Some(e)) => {
             let s = d.target.sensitivity;
-            let article = if s == agentsafe_core::Sensitivity::Internal { "an" } else { "a" };
+            let article = if s == agentsafe_core::Sensitivity::Internal {
+                "an"
+            } else {
+                "a"
+            };
             format!("{a} action on {article} {s} target: effective {e}")
         }
         _ => String::from("unknown"),
     };
     out!("  risk:        {risk}");
     if !d.target.known {
-        out!("  target:      `{}` is not in the inventory (evaluated as critical)", d.target.id);
+        out!(
+            "  target:      `{}` is not in the inventory (evaluated as critical)",
+            d.target.id
+        );
     }
-    let auth = if d.caller.authenticated { "authenticated" } else { "unauthenticated" };
+    let auth = if d.caller.authenticated {
+        "authenticated"
+    } else {
+        "unauthenticated"
+    };
     out!("  caller:      {} ({auth})", d.caller.id);
     if !d.params.is_empty() {
-        out!("  params:      {}", serde_json::Value::Object(d.params.clone()));
+        out!(
+            "  params:      {}",
+            serde_json::Value::Object(d.params.clone())
+        );
     }
     out!("  decision id: {}", d.decision_id);
 }
 
+/// Prints an outcome: the decision, then its audit record and ticket.
+pub fn print_outcome(o: &Outcome) {
+    print_decision(&o.decision);
+    if let Some(seq) = o.audit_seq {
+        out!("  audit:       recorded as entry {seq}");
+    }
+    if let Some(t) = &o.ticket {
+        out!("  ticket:      {t}");
+    }
+}
+
 /// `agentsafe check`.
 pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let pdp = ctx.load_pdp()?;
+    let gate = Gate::open(ctx)?;
     let params = parse_params(args.params.as_deref())?;
-    let caller = caller_from(&args.who).context("--caller is required")?;
+    let claimed = claimed(&args.who, caller_from(&args.who))?;
     let request = Request {
         action: args.action,
         target: args.target,
-        caller,
+        caller: Caller::default(),
         params,
         change_ticket: args.ticket_id,
         correlation_id: args.correlation_id,
         trace_id: None,
     };
-    let decision = pdp.decide(&request);
+    let outcome = gate.decide(&claimed, request);
     if ctx.json() {
-        out!("{}", serde_json::to_string_pretty(&decision)?);
+        out!("{}", serde_json::to_string_pretty(&outcome.to_json()?)?);
     } else {
-        print_decision(&decision);
+        print_outcome(&outcome);
     }
-    Ok(verdict_code(decision.decision))
+    Ok(verdict_code(outcome.decision.decision))
 }
 
 /// `agentsafe plan`.
 pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let pdp = ctx.load_pdp()?;
+    let gate = Gate::open(ctx)?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read plan `{}`", args.file.display()))?;
     let file: PlanFile = if args.file.extension().is_some_and(|e| e == "json") {
@@ -171,9 +227,8 @@ pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!(crate::config::toml_error(&args.file, &text, &e)))?
     };
-    let caller = caller_from(&args.who)
-        .or(file.caller)
-        .context("no caller: pass --caller or give `caller` in the plan file")?;
+    let plain = caller_from(&args.who).or(file.caller);
+    let claimed = claimed(&args.who, plain)?;
     if file.steps.is_empty() {
         anyhow::bail!("{}: the plan has no steps", args.file.display());
     }
@@ -183,22 +238,36 @@ pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         .map(|s| Request {
             action: s.action,
             target: s.target,
-            caller: caller.clone(),
+            caller: Caller::default(),
             params: s.params,
             change_ticket: s.ticket_id,
             correlation_id: None,
             trace_id: None,
         })
         .collect();
-    let plan = pdp.decide_plan(&requests);
+    let steps = gate.decide_all(&claimed, requests, true);
+    let decision = steps
+        .iter()
+        .map(|o| o.decision.decision)
+        .max()
+        .unwrap_or(Verdict::Deny);
+    let plan_id = steps
+        .first()
+        .and_then(|o| o.decision.plan_id)
+        .map(|p| p.to_string());
     if ctx.json() {
-        out!("{}", serde_json::to_string_pretty(&plan)?);
+        let steps: Vec<serde_json::Value> = steps
+            .iter()
+            .map(Outcome::to_json)
+            .collect::<anyhow::Result<_>>()?;
+        let v = serde_json::json!({ "plan_id": plan_id, "decision": decision, "steps": steps });
+        out!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        out!("plan {}: {}", plan.plan_id, plan.decision.label());
-        for (i, d) in plan.steps.iter().enumerate() {
+        out!("plan {}: {}", plan_id.unwrap_or_default(), decision.label());
+        for (i, o) in steps.iter().enumerate() {
             out_inline!("step {}: ", i + 1);
-            print_decision(d);
+            print_outcome(o);
         }
     }
-    Ok(verdict_code(plan.decision))
+    Ok(verdict_code(decision))
 }

@@ -4,3 +4,7 @@ pub mod decide;
 pub mod project;
 
 // helpers: add `pub mod NAME;` lines below this line
+pub mod audit;
+pub mod keys;
+pub mod ticket;
+pub mod token;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use agentsafe_core::Risk;
 use agentsafe_pdp::testing;
+use agentsafe_tickets::KeyPurpose;
 
 use crate::context::Context;
 use crate::exit;
@@ -39,7 +40,8 @@ pub struct ListArgs {
 }
 
 fn parse_risk(s: &str) -> Result<Risk, String> {
-    s.parse().map_err(|e: agentsafe_core::CoreError| e.to_string())
+    s.parse()
+        .map_err(|e: agentsafe_core::CoreError| e.to_string())
 }
 
 /// Arguments of `agentsafe show-action`.
@@ -59,11 +61,39 @@ pub struct TestArgs {
 /// `agentsafe init DIR`.
 pub fn init(args: InitArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let written = crate::embedded::write_to(&args.dir, args.force)?;
+    // Signing keys go to the key folder (outside the project by default), once.
+    let missing: Vec<KeyPurpose> = KeyPurpose::ALL
+        .into_iter()
+        .filter(|p| !p.private_key_path(&ctx.key_dir).exists())
+        .collect();
+    let keys = agentsafe_tickets::keys::generate_key_files(&ctx.key_dir, &missing, false)?;
     if ctx.json() {
-        out!("{}", serde_json::json!({ "dir": args.dir, "files": written }));
+        let keys: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|k| serde_json::json!({"purpose": k.purpose.as_str(), "kid": k.kid, "private_key": k.private_key}))
+            .collect();
+        out!(
+            "{}",
+            serde_json::json!({ "dir": args.dir, "files": written, "keys": keys })
+        );
     } else {
-        out!("scaffolded {} files in {}", written.len(), args.dir.display());
-        out!("next: cd {} && agentsafe validate && agentsafe test", args.dir.display());
+        out!(
+            "scaffolded {} files in {}",
+            written.len(),
+            args.dir.display()
+        );
+        for k in &keys {
+            out!(
+                "generated the {} signing key {} in {}",
+                k.purpose.as_str(),
+                k.kid,
+                ctx.key_dir.display()
+            );
+        }
+        out!(
+            "next: cd {} && agentsafe validate && agentsafe test",
+            args.dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -98,13 +128,18 @@ pub fn validate(args: ValidateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             pdp.policy_hash()
         );
     }
-    let code = if args.deny_warnings && !warnings.is_empty() { exit::ERROR } else { exit::ALLOW };
+    let code = if args.deny_warnings && !warnings.is_empty() {
+        exit::ERROR
+    } else {
+        exit::ALLOW
+    };
     Ok(ExitCode::from(code))
 }
 
 /// `agentsafe list-actions`.
 pub fn list_actions(args: ListArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let registry = agentsafe_registry::Registry::load(&ctx.actions_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry =
+        agentsafe_registry::Registry::load(&ctx.actions_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let actions: Vec<_> = registry
         .actions()
         .filter(|a| args.tag.as_ref().is_none_or(|t| a.tags().contains(t)))
@@ -124,16 +159,24 @@ pub fn list_actions(args: ListArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 a.description()
             );
         }
-        out!("{} action{}", actions.len(), if actions.len() == 1 { "" } else { "s" });
+        out!(
+            "{} action{}",
+            actions.len(),
+            if actions.len() == 1 { "" } else { "s" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `agentsafe show-action NAME`.
 pub fn show_action(args: ShowArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let registry = agentsafe_registry::Registry::load(&ctx.actions_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry =
+        agentsafe_registry::Registry::load(&ctx.actions_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let Some(a) = registry.get(&args.name) else {
-        anyhow::bail!("unknown action `{}`; `agentsafe list-actions` lists them", args.name);
+        anyhow::bail!(
+            "unknown action `{}`; `agentsafe list-actions` lists them",
+            args.name
+        );
     };
     if ctx.json() {
         out!("{}", serde_json::to_string_pretty(&a.to_json())?);
@@ -144,7 +187,10 @@ pub fn show_action(args: ShowArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     out!("  targets:    {}", a.target_types().join(", "));
     match a.rollback_action() {
         Some(r) => out!("  reversible: yes, by {r}"),
-        None => out!("  reversible: {}", if a.reversible() { "yes" } else { "no" }),
+        None => out!(
+            "  reversible: {}",
+            if a.reversible() { "yes" } else { "no" }
+        ),
     }
     if !a.tags().is_empty() {
         out!("  tags:       {}", a.tags().join(", "));
@@ -155,7 +201,11 @@ pub fn show_action(args: ShowArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     out!("  params:");
     for p in a.params() {
         let mut notes = Vec::new();
-        notes.push(if p.required() { String::from("required") } else { String::from("optional") });
+        notes.push(if p.required() {
+            String::from("required")
+        } else {
+            String::from("optional")
+        });
         if let Some(d) = p.default() {
             notes.push(format!("default {d}"));
         }
@@ -165,7 +215,13 @@ pub fn show_action(args: ShowArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         if p.sensitive() {
             notes.push(String::from("sensitive"));
         }
-        out!("    {:22} {:10} {}  {}", p.name(), p.param_type().to_string(), notes.join(", "), p.description().unwrap_or_default());
+        out!(
+            "    {:22} {:10} {}  {}",
+            p.name(),
+            p.param_type().to_string(),
+            notes.join(", "),
+            p.description().unwrap_or_default()
+        );
     }
     if !a.prechecks().is_empty() {
         out!("  prechecks:");
@@ -175,7 +231,14 @@ pub fn show_action(args: ShowArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     if !a.state_fields().is_empty() {
-        out!("  state:      {}", a.state_fields().iter().map(|s| s.name()).collect::<Vec<_>>().join(", "));
+        out!(
+            "  state:      {}",
+            a.state_fields()
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -214,5 +277,9 @@ pub fn test(args: TestArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         out!("{} passed, {} failed", report.passed(), report.failed());
     }
-    Ok(ExitCode::from(if report.success() { exit::ALLOW } else { exit::ERROR }))
+    Ok(ExitCode::from(if report.success() {
+        exit::ALLOW
+    } else {
+        exit::ERROR
+    }))
 }

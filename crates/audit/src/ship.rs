@@ -1,0 +1,606 @@
+//! Shipping entries elsewhere: to a file (append) or to an HTTP endpoint as CloudEvents 1.0
+//! batches (structured mode, `application/cloudevents-batch+json`).
+//!
+//! Two ways: a [`Shipper`] attached to an open log runs on its own thread, fed through a bounded
+//! buffer that never blocks an append (overflow is dropped and counted); and [`ship_log`], used by
+//! `agentsafe audit ship`, reads the log from a persisted cursor so it can resume.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{Destination, ShipTarget};
+use crate::merkle::{hex_encode, leaf_hash};
+use crate::{AuditError, sibling};
+
+/// The CloudEvents `type` prefix; the entry's event type is appended.
+pub const CLOUDEVENT_TYPE_PREFIX: &str = "dev.agentsafe.audit.";
+/// The media type of a batch.
+pub const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
+
+/// One committed entry on its way out.
+#[derive(Debug, Clone)]
+pub(crate) struct ShipItem {
+    pub seq: u64,
+    pub event_type: &'static str,
+    pub time: String,
+    pub leaf: crate::merkle::Hash,
+    /// The entry line without its newline.
+    pub line: Arc<[u8]>,
+}
+
+/// Delivery counters of one shipper.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipStats {
+    /// Entries delivered.
+    pub shipped: u64,
+    /// Entries given up on: the buffer was full, the destination refused them, or closing timed out.
+    pub dropped: u64,
+    /// Failed delivery attempts that were retried.
+    pub retries: u64,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct SharedStats {
+    shipped: AtomicU64,
+    dropped: AtomicU64,
+    retries: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl SharedStats {
+    fn snapshot(&self) -> ShipStats {
+        ShipStats {
+            shipped: self.shipped.load(Ordering::SeqCst),
+            dropped: self.dropped.load(Ordering::SeqCst),
+            retries: self.retries.load(Ordering::SeqCst),
+            last_error: self.last_error.lock().ok().and_then(|g| g.clone()),
+        }
+    }
+
+    fn set_error(&self, e: String) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e);
+        }
+    }
+}
+
+/// Ships entries of an open log to one destination on a background thread.
+///
+/// Offering an entry never blocks: when the bounded buffer is full (the destination is down or
+/// slow) the entry is dropped and counted. Failed batches are retried with exponential backoff.
+#[derive(Debug)]
+pub struct Shipper {
+    dest: Destination,
+    tx: Mutex<Option<SyncSender<ShipItem>>>,
+    stats: Arc<SharedStats>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    closing: Arc<AtomicBool>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+    flush_timeout: Duration,
+}
+
+impl Shipper {
+    /// Starts a shipper. `origin` becomes the CloudEvents `source`; counters are persisted beside
+    /// `log` when given.
+    ///
+    /// # Errors
+    /// When the shipping thread cannot be started.
+    pub fn spawn(
+        target: ShipTarget,
+        origin: &str,
+        log: Option<PathBuf>,
+    ) -> Result<Shipper, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(target.buffer.max(1));
+        let stats = Arc::new(SharedStats::default());
+        let deadline = Arc::new(Mutex::new(None));
+        let closing = Arc::new(AtomicBool::new(false));
+        let sink = Sink::new(&target, origin);
+        let worker = Worker {
+            target: target.clone(),
+            sink,
+            stats: Arc::clone(&stats),
+            deadline: Arc::clone(&deadline),
+            closing: Arc::clone(&closing),
+            log,
+        };
+        let handle = std::thread::Builder::new()
+            .name("agentsafe-audit-shipper".into())
+            .spawn(move || worker.run(&rx))
+            .map_err(|e| AuditError::Ship {
+                target: target.to.to_string(),
+                reason: format!("cannot start the shipping thread: {e}"),
+            })?;
+        Ok(Shipper {
+            dest: target.to.clone(),
+            tx: Mutex::new(Some(tx)),
+            stats,
+            deadline,
+            closing,
+            handle: Mutex::new(Some(handle)),
+            flush_timeout: target.flush_timeout.get(),
+        })
+    }
+
+    /// Queues an entry without blocking; returns `false` (and counts a drop) when the buffer is full
+    /// or the shipper is closed.
+    pub(crate) fn offer(&self, item: ShipItem) -> bool {
+        let sent = match self.tx.lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(tx) => match tx.try_send(item) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+                },
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if !sent {
+            self.stats.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        sent
+    }
+
+    /// The destination.
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ShipStats {
+        self.stats.snapshot()
+    }
+
+    /// Delivers what is buffered (waiting at most the target's `flush_timeout`; what is left is
+    /// counted as dropped), stops the thread and returns the final counters. Idempotent.
+    pub fn close(&self) -> ShipStats {
+        if let Ok(mut d) = self.deadline.lock() {
+            d.get_or_insert(Instant::now() + self.flush_timeout);
+        }
+        self.closing.store(true, Ordering::SeqCst);
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+        self.stats()
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Worker {
+    target: ShipTarget,
+    sink: Sink,
+    stats: Arc<SharedStats>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    closing: Arc<AtomicBool>,
+    log: Option<PathBuf>,
+}
+
+impl Worker {
+    fn past_deadline(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+            && self
+                .deadline
+                .lock()
+                .ok()
+                .and_then(|d| *d)
+                .is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn run(self, rx: &Receiver<ShipItem>) {
+        let mut persisted = (0u64, 0u64);
+        let mut last_persist = Instant::now();
+        let batch_size = self.target.batch_size.max(1);
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < batch_size {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            self.deliver_with_retry(&batch);
+            if last_persist.elapsed() >= Duration::from_secs(1) {
+                self.persist(&mut persisted);
+                last_persist = Instant::now();
+            }
+        }
+        self.persist(&mut persisted);
+    }
+
+    fn deliver_with_retry(&self, batch: &[ShipItem]) {
+        let n = batch.len() as u64;
+        let mut delay = self
+            .target
+            .retry_initial
+            .get()
+            .max(Duration::from_millis(1));
+        loop {
+            if self.past_deadline() {
+                self.stats.dropped.fetch_add(n, Ordering::SeqCst);
+                return;
+            }
+            match self.sink.deliver(batch) {
+                Ok(()) => {
+                    self.stats.shipped.fetch_add(n, Ordering::SeqCst);
+                    return;
+                }
+                Err(Failure::Permanent(e)) => {
+                    self.stats.set_error(e);
+                    self.stats.dropped.fetch_add(n, Ordering::SeqCst);
+                    return;
+                }
+                Err(Failure::Retry(e)) => {
+                    self.stats.set_error(e);
+                    self.stats.retries.fetch_add(1, Ordering::SeqCst);
+                    let wake = Instant::now() + delay;
+                    // Sleep, but wake early when closing so the flush deadline is honoured.
+                    while Instant::now() < wake && !self.past_deadline() {
+                        std::thread::park_timeout(
+                            wake.saturating_duration_since(Instant::now())
+                                .min(Duration::from_millis(50)),
+                        );
+                    }
+                    delay =
+                        (delay * 2).min(self.target.retry_max.get().max(Duration::from_millis(1)));
+                }
+            }
+        }
+    }
+
+    fn persist(&self, persisted: &mut (u64, u64)) {
+        let Some(log) = &self.log else { return };
+        let s = self.stats.snapshot();
+        let delta = (
+            s.shipped - persisted.0.min(s.shipped),
+            s.dropped - persisted.1.min(s.dropped),
+        );
+        if crate::counters::add_ship_counts(log, &self.target.to.to_string(), delta.0, delta.1)
+            .is_ok()
+        {
+            *persisted = (s.shipped, s.dropped);
+        }
+    }
+}
+
+enum Failure {
+    /// Worth trying again (network error, 5xx, 408, 429, file error).
+    Retry(String),
+    /// The destination refused the batch for good (other 4xx).
+    Permanent(String),
+}
+
+enum Sink {
+    File(PathBuf),
+    Http {
+        url: String,
+        source: String,
+        agent: ureq::Agent,
+    },
+}
+
+impl Sink {
+    fn new(target: &ShipTarget, origin: &str) -> Sink {
+        match &target.to {
+            Destination::File(p) => Sink::File(p.clone()),
+            Destination::Http(url) => {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(target.timeout.get()))
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                Sink::Http {
+                    url: url.clone(),
+                    source: origin.to_owned(),
+                    agent,
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, batch: &[ShipItem]) -> Result<(), Failure> {
+        match self {
+            Sink::File(path) => {
+                let mut bytes = Vec::with_capacity(batch.iter().map(|i| i.line.len() + 1).sum());
+                for item in batch {
+                    bytes.extend_from_slice(&item.line);
+                    bytes.push(b'\n');
+                }
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_data()))
+                    .map_err(|e| {
+                        Failure::Retry(format!("cannot append to `{}`: {e}", path.display()))
+                    })
+            }
+            Sink::Http { url, source, agent } => {
+                let events: Vec<Value> = batch.iter().map(|i| cloud_event(source, i)).collect();
+                let body =
+                    serde_json::to_vec(&events).map_err(|e| Failure::Permanent(e.to_string()))?;
+                match agent
+                    .post(url.as_str())
+                    .header("content-type", CLOUDEVENTS_BATCH)
+                    .send(&body[..])
+                {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        // Read the body so the connection can be reused.
+                        let _ = resp.into_body().read_to_vec();
+                        match status {
+                            200..=299 => Ok(()),
+                            408 | 429 | 500..=599 => {
+                                Err(Failure::Retry(format!("`{url}` answered {status}")))
+                            }
+                            _ => Err(Failure::Permanent(format!(
+                                "`{url}` refused the batch with {status}"
+                            ))),
+                        }
+                    }
+                    Err(e) => Err(Failure::Retry(format!("cannot reach `{url}`: {e}"))),
+                }
+            }
+        }
+    }
+}
+
+/// A CloudEvents 1.0 event (structured JSON) for an entry: `id` is the entry's leaf hash,
+/// `sequence` its seq, `data` the entry itself.
+fn cloud_event(source: &str, item: &ShipItem) -> Value {
+    let data: Value = serde_json::from_slice(&item.line).unwrap_or(Value::Null);
+    let mut ev = Map::new();
+    ev.insert("specversion".into(), Value::String("1.0".into()));
+    ev.insert("id".into(), Value::String(item.leaf.to_hex()));
+    ev.insert("source".into(), Value::String(source.to_owned()));
+    ev.insert(
+        "type".into(),
+        Value::String(format!("{CLOUDEVENT_TYPE_PREFIX}{}", item.event_type)),
+    );
+    ev.insert("time".into(), Value::String(item.time.clone()));
+    ev.insert(
+        "datacontenttype".into(),
+        Value::String("application/json".into()),
+    );
+    ev.insert("sequence".into(), Value::String(item.seq.to_string()));
+    ev.insert("data".into(), data);
+    Value::Object(ev)
+}
+
+/// Where `agentsafe audit ship` left off for one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    destination: String,
+    next_seq: u64,
+    offset: u64,
+}
+
+/// The outcome of [`ship_log`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipReport {
+    /// The destination.
+    pub destination: String,
+    /// The first sequence number shipped this time.
+    pub from_seq: u64,
+    /// The next sequence number to ship (the cursor after this run).
+    pub next_seq: u64,
+    /// Entries shipped this time.
+    pub shipped: u64,
+}
+
+/// The cursor file of a destination, beside the log.
+pub fn cursor_path(log: &Path, dest: &Destination) -> PathBuf {
+    let digest = Sha256::digest(dest.to_string().as_bytes());
+    sibling(
+        log,
+        &format!(
+            "ship-{}.cursor",
+            hex_encode(digest.get(..8).unwrap_or_default())
+        ),
+    )
+}
+
+/// Ships the log's entries from the destination's cursor (or from `since_seq`) to the end, in
+/// batches, retrying each failed batch with exponential backoff up to five attempts. The cursor
+/// is saved after every delivered batch, so an interrupted run resumes where it stopped. For a
+/// file destination the cursor is also checked against the file's last entry, so entries that
+/// were written but not yet recorded in the cursor are not shipped twice.
+///
+/// # Errors
+/// When the log cannot be read, or a batch still fails after its retries (the cursor then points
+/// at that batch).
+pub fn ship_log(
+    log: &Path,
+    target: &ShipTarget,
+    origin: &str,
+    since_seq: Option<u64>,
+) -> Result<ShipReport, AuditError> {
+    let dest = target.to.to_string();
+    let cpath = cursor_path(log, &target.to);
+    let saved: Option<Cursor> = std::fs::read(&cpath)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|c: &Cursor| c.destination == dest);
+    let mut want = match since_seq {
+        Some(s) => s,
+        None => saved.as_ref().map_or(0, |c| c.next_seq),
+    };
+    if since_seq.is_none()
+        && let Destination::File(p) = &target.to
+        && let Some(last) = last_seq_in(p)
+    {
+        want = want.max(last + 1);
+    }
+    let file = std::fs::File::open(log).map_err(|e| AuditError::io("open audit log", log, e))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    // Find the byte offset of `want`: from the cursor when it still points at that entry.
+    let mut offset = 0u64;
+    let mut seq = 0u64;
+    if let Some(c) = &saved
+        && c.next_seq <= want
+        && entry_seq_at(log, c.offset) == Some(c.next_seq)
+    {
+        offset = c.offset;
+        seq = c.next_seq;
+    }
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| AuditError::io("read audit log", log, e))?;
+    let mut line = Vec::new();
+    while seq < want {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| AuditError::io("read audit log", log, e))?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        offset += n as u64;
+        seq += 1;
+    }
+    let from_seq = seq;
+    let sink = Sink::new(target, origin);
+    let mut shipped = 0u64;
+    let batch_size = target.batch_size.max(1);
+    loop {
+        let mut batch: Vec<ShipItem> = Vec::with_capacity(batch_size);
+        let mut batch_bytes = 0u64;
+        while batch.len() < batch_size {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| AuditError::io("read audit log", log, e))?;
+            let Some(body) = line.strip_suffix(b"\n") else {
+                break;
+            };
+            let entry: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            batch.push(ShipItem {
+                seq: seq + batch.len() as u64,
+                event_type: event_type_name(entry.get("event").and_then(Value::as_str)),
+                time: entry
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                leaf: leaf_hash(body),
+                line: Arc::from(body),
+            });
+            batch_bytes += n as u64;
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let mut delay = target.retry_initial.get().max(Duration::from_millis(1));
+        let mut attempt = 0;
+        loop {
+            match sink.deliver(&batch) {
+                Ok(()) => break,
+                Err(Failure::Retry(e) | Failure::Permanent(e)) if attempt >= 4 => {
+                    return Err(AuditError::Ship {
+                        target: dest,
+                        reason: e,
+                    });
+                }
+                Err(Failure::Permanent(e)) => {
+                    return Err(AuditError::Ship {
+                        target: dest,
+                        reason: e,
+                    });
+                }
+                Err(Failure::Retry(_)) => {
+                    attempt += 1;
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(target.retry_max.get());
+                }
+            }
+        }
+        let n = batch.len() as u64;
+        seq += n;
+        offset += batch_bytes;
+        shipped += n;
+        save_cursor(
+            &cpath,
+            &Cursor {
+                destination: dest.clone(),
+                next_seq: seq,
+                offset,
+            },
+        )?;
+        let _ = crate::counters::add_ship_counts(log, &dest, n, 0);
+    }
+    Ok(ShipReport {
+        destination: dest,
+        from_seq,
+        next_seq: seq,
+        shipped,
+    })
+}
+
+/// Maps an event name read from the log to the static name used in CloudEvents types.
+fn event_type_name(name: Option<&str>) -> &'static str {
+    name.and_then(|n| n.parse::<crate::EventType>().ok())
+        .map_or("unknown", crate::EventType::as_str)
+}
+
+fn save_cursor(path: &Path, cursor: &Cursor) -> Result<(), AuditError> {
+    let tmp = path.with_extension("cursor.tmp");
+    let bytes = serde_json::to_vec(cursor).map_err(|e| AuditError::Encode(e.to_string()))?;
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| AuditError::io("save shipping cursor", path, e))
+}
+
+/// The seq of the entry starting at `offset`, if a complete entry starts there.
+fn entry_seq_at(log: &Path, offset: u64) -> Option<u64> {
+    let mut f = std::fs::File::open(log).ok()?;
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut line = Vec::new();
+    BufReader::new(f).read_until(b'\n', &mut line).ok()?;
+    let body = line.strip_suffix(b"\n")?;
+    crate::entry::EntryHead::parse(body).ok().map(|h| h.seq)
+}
+
+/// The seq of the last complete entry of a file (reads only its tail).
+fn last_seq_in(path: &Path) -> Option<u64> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut window = 4096u64;
+    loop {
+        let start = len.saturating_sub(window);
+        f.seek(SeekFrom::Start(start)).ok()?;
+        let mut buf = Vec::new();
+        (&mut f).take(len - start).read_to_end(&mut buf).ok()?;
+        let trimmed = buf.strip_suffix(b"\n")?;
+        match trimmed.iter().rposition(|&b| b == b'\n') {
+            Some(i) => {
+                return crate::entry::EntryHead::parse(trimmed.get(i + 1..)?)
+                    .ok()
+                    .map(|h| h.seq);
+            }
+            None if start == 0 => {
+                return crate::entry::EntryHead::parse(trimmed).ok().map(|h| h.seq);
+            }
+            None => window = window.saturating_mul(4),
+        }
+    }
+}
