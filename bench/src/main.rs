@@ -2,7 +2,11 @@
 //! config load time, whole-process `agentsafe check` time, and the same generated workload
 //! through the `cedar-policy` crate, printed side by side.
 
-#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#![allow(
+    clippy::print_stdout,
+    clippy::indexing_slicing,
+    reason = "a benchmark binary prints its figures; every index is taken modulo its slice length"
+)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

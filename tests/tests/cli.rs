@@ -395,3 +395,42 @@ fn config_file_paths_and_typos() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("agentsafe init"), "{}", r.stderr);
 }
+
+#[test]
+fn demo_runs_on_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_in(
+        dir.path(),
+        &["demo", "--dir", dir.path().join("demo").to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for needle in [
+        "→ ALLOW  (rule_matched, rule staging-routine-changes)",
+        "→ DENY  (invalid_params)",
+        "→ DENY  (param_target_mismatch)",
+        "→ REQUIRE_APPROVAL  (rule_matched, rule staging-critical-approval)",
+        "→ replay refused: already redeemed",
+        "→ ok: 4 entries",
+        "is rejected: audit log verification failed at seq 1",
+        "Every step behaved as designed.",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "missing `{needle}` in:\n{}",
+            r.stdout
+        );
+    }
+    // The demo's state stays inspectable: its audit log verifies from the CLI too.
+    let demo = dir.path().join("demo");
+    let v = run_in(
+        &demo,
+        &[
+            "audit",
+            "verify",
+            "state/audit.jsonl",
+            "--key",
+            demo.join("keys/audit.pub.pem").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v.code, 0, "{v:?}");
+}

@@ -4,6 +4,11 @@
 //! `agentsafe-bench`) holds `policies` (Cedar text), `entities` (Cedar JSON) and `requests`
 //! (`[principal, action, resource]` ids).
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "benchmark binary: every index is taken modulo its slice length"
+)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -44,7 +44,7 @@ impl Follower {
     /// # Errors
     /// When the log cannot be opened.
     pub fn open(log: &Path, offset: u64) -> Result<Follower, AuditError> {
-        let file = File::open(log).map_err(|e| AuditError::io("open audit log", log, e))?;
+        let file = open_log(log)?;
         Ok(Follower {
             file,
             path: log.to_path_buf(),
@@ -112,7 +112,7 @@ impl Follower {
 /// When the log cannot be read.
 pub fn offset_of_last_lines(log: &Path, n: u64) -> Result<u64, AuditError> {
     let io = |e| AuditError::io("read audit log", log, e);
-    let mut f = File::open(log).map_err(io)?;
+    let mut f = open_log(log)?;
     let len = f.metadata().map_err(io)?.len();
     if n == 0 {
         return Ok(len);
@@ -191,7 +191,7 @@ pub fn stats(log: &Path) -> Result<LogStats, AuditError> {
         bytes: std::fs::metadata(log).map(|m| m.len()).unwrap_or(0),
         ..LogStats::default()
     };
-    let file = File::open(log).map_err(|e| AuditError::io("open audit log", log, e))?;
+    let file = open_log(log)?;
     let mut reader = BufReader::with_capacity(1 << 18, file);
     let mut line = Vec::new();
     let mut last_time = None;
@@ -249,4 +249,18 @@ pub fn stats(log: &Path) -> Result<LogStats, AuditError> {
     }
     s.counters = read_counters(log)?;
     Ok(s)
+}
+
+/// Opens a log for reading. Only regular files are logs: reading a device (a log path
+/// pointing at `/dev/full` or `/dev/zero`) would never end.
+pub(crate) fn open_log(log: &Path) -> Result<File, AuditError> {
+    let file = File::open(log).map_err(|e| AuditError::io("open audit log", log, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| AuditError::io("open audit log", log, e))?;
+    if !meta.is_file() {
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+        return Err(AuditError::io("open audit log", log, e));
+    }
+    Ok(file)
 }

@@ -451,7 +451,7 @@ pub fn ship_log(
     {
         want = want.max(last + 1);
     }
-    let file = std::fs::File::open(log).map_err(|e| AuditError::io("open audit log", log, e))?;
+    let file = crate::read::open_log(log)?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     // Find the byte offset of `want`: from the cursor when it still points at that entry.
     let mut offset = 0u64;

@@ -1,7 +1,6 @@
 //! Offline verification with nothing but the public key: every leaf, the hash chain, every
 //! checkpoint (and checkpoints saved elsewhere), inclusion proofs and consistency proofs.
 
-use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 
@@ -131,7 +130,7 @@ pub fn verify_log_with(
     // A consistent snapshot of a log that may be in use: its length and its checkpoints are read
     // under a shared lock (writers hold the exclusive one while writing), so no half-written line
     // or checkpoint is seen. The entries themselves are read afterwards, without holding the lock.
-    let file = File::open(log).map_err(|e| AuditError::io("open audit log", log, e))?;
+    let file = crate::read::open_log(log)?;
     file.lock_shared()
         .map_err(|e| AuditError::io("lock audit log", log, e))?;
     let snapshot = file.metadata().map(|m| m.len());
@@ -505,7 +504,7 @@ pub(crate) fn for_each_line(
     log: &Path,
     mut f: impl FnMut(u64, &[u8]) -> bool,
 ) -> Result<(), AuditError> {
-    let file = File::open(log).map_err(|e| AuditError::io("open audit log", log, e))?;
+    let file = crate::read::open_log(log)?;
     let mut reader = BufReader::with_capacity(1 << 18, file);
     let mut line = Vec::with_capacity(4096);
     let mut seq = 0u64;

@@ -6,22 +6,6 @@ use anyhow::Context as _;
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
-/// Files under a folder prefix such as `actions/`, as (file name, contents).
-pub fn under(prefix: &str) -> Vec<(&'static str, &'static str)> {
-    FILES
-        .iter()
-        .filter_map(|(name, text)| {
-            let rest = name.strip_prefix(prefix)?.strip_prefix('/')?;
-            (!rest.contains('/')).then_some((*name, *text))
-        })
-        .collect()
-}
-
-/// One file by its relative path.
-pub fn file(name: &str) -> Option<&'static str> {
-    FILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
-}
-
 /// Writes the example into `dir`; refuses to overwrite anything unless `force`.
 ///
 /// # Errors

@@ -60,6 +60,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show the product in one screen: decisions, a ticket redeemed once, a verified audit log
+    Demo(cmd::demo::DemoArgs),
     /// Scaffold a working project: actions, policies, policy tests, inventory, config
     Init(cmd::project::InitArgs),
     /// Check actions, policies, inventory and config; warn about rules that never fire
@@ -105,15 +107,30 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(exit::ERROR)
         }
     }
 }
 
+/// The error and its causes, skipping a cause the message already quotes (error types
+/// that embed their source in their own message would otherwise print it twice).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::resolve(&cli.global)?;
     match cli.command {
+        Command::Demo(a) => cmd::demo::demo(a, &ctx),
         Command::Init(a) => cmd::project::init(a, &ctx),
         Command::Validate(a) => cmd::project::validate(a, &ctx),
         Command::ListActions(a) => cmd::project::list_actions(a, &ctx),

@@ -143,7 +143,11 @@ pub fn print_decision(d: &Decision) {
         rule
     );
     out!("  reason:      {} ({})", d.reason, d.reason_code);
-    for diag in &d.diagnostics {
+    for diag in d
+        .diagnostics
+        .iter()
+        .filter(|x| !d.reason.contains(x.as_str()))
+    {
         out!("    - {diag}");
     }
     let risk = match (d.action_risk, d.effective_risk) {

@@ -1,6 +1,7 @@
 //! One module per subcommand group.
 
 pub mod decide;
+pub mod demo;
 pub mod project;
 
 // helpers: add `pub mod NAME;` lines below this line
