@@ -359,14 +359,14 @@ impl Pdp {
         let specific: &[u32] = idx.by_agent.get(agent).map_or(&[], Vec::as_slice);
         let (mut a, mut b) = (specific.iter().peekable(), idx.generic.iter().peekable());
         loop {
-            let pos = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x < y => a.next(),
-                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
-                (Some(_), None) => a.next(),
+            let (pos, from_bucket) = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => (a.next()?, true),
+                (Some(_), Some(_)) | (None, Some(_)) => (b.next()?, false),
+                (Some(_), None) => (a.next()?, true),
                 (None, None) => return None,
-            }?;
+            };
             let rule = self.policies.rules.get(*pos as usize)?;
-            if rule.m.matches(facts) {
+            if rule.m.matches(facts, from_bucket) {
                 return Some(rule);
             }
         }

@@ -116,8 +116,13 @@ impl TimeWindow {
 }
 
 /// One compiled policy rule.
+///
+/// `#[repr(C)]` keeps the match conditions (and their presence mask) at the start of the
+/// rule: evaluation reads only that cache line for conditions a rule does not set.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Rule {
+    pub(crate) m: Conditions,
     pub(crate) id: Arc<str>,
     pub(crate) description: Option<String>,
     pub(crate) priority: i64,
@@ -125,29 +130,58 @@ pub struct Rule {
     pub(crate) reason: Arc<str>,
     pub(crate) file: String,
     pub(crate) line: usize,
-    pub(crate) m: Conditions,
+}
+
+/// Bits of [`Conditions::present`]: which conditions a rule sets.
+mod has {
+    pub(super) const TICKET: u32 = 1;
+    pub(super) const RISKS: u32 = 1 << 1;
+    pub(super) const KNOWN: u32 = 1 << 2;
+    pub(super) const SENSITIVITIES: u32 = 1 << 3;
+    pub(super) const TARGET_IDS: u32 = 1 << 4;
+    pub(super) const ENVIRONMENTS: u32 = 1 << 5;
+    pub(super) const TYPES: u32 = 1 << 6;
+    pub(super) const LABELS: u32 = 1 << 7;
+    pub(super) const AUTHENTICATED: u32 = 1 << 8;
+    pub(super) const DELEGATED: u32 = 1 << 9;
+    pub(super) const MAX_DEPTH: u32 = 1 << 10;
+    pub(super) const AGENT_IDS: u32 = 1 << 11;
+    pub(super) const ROLES: u32 = 1 << 12;
+    pub(super) const GROUPS: u32 = 1 << 13;
+    pub(super) const DELEGATED_FROM: u32 = 1 << 14;
+    pub(super) const TIME: u32 = 1 << 15;
+    /// Conditions on the target's own properties, which unknown targets lack.
+    pub(super) const TARGET_PROPS: u32 = ENVIRONMENTS | TYPES | LABELS;
+    /// Any condition on the target.
+    pub(super) const ANY_TARGET: u32 = TARGET_PROPS | KNOWN | SENSITIVITIES | TARGET_IDS;
 }
 
 /// The match conditions of a rule; `None` means "any".
+///
+/// `#[repr(C)]` with the presence mask and the small conditions first: evaluation checks
+/// only the conditions a rule sets, without reading (and missing the cache on) the rest.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[repr(C)]
 pub(crate) struct Conditions {
-    pub(crate) actions: Option<Vec<Glob>>,
-    pub(crate) target_ids: Option<Vec<Glob>>,
+    /// Which conditions are set: bits of `has`, computed by [`Conditions::seal`].
+    pub(crate) present: u32,
+    pub(crate) known: Option<bool>,
+    pub(crate) has_ticket: Option<bool>,
+    pub(crate) authenticated: Option<bool>,
+    pub(crate) delegated: Option<bool>,
+    pub(crate) max_depth: Option<u32>,
     pub(crate) environments: Option<Vec<String>>,
+    pub(crate) roles: Option<Vec<String>>,
+    pub(crate) risks: Option<Vec<Risk>>,
     pub(crate) sensitivities: Option<Vec<Sensitivity>>,
     pub(crate) types: Option<Vec<String>>,
-    pub(crate) labels: Option<Vec<(String, Glob)>>,
-    pub(crate) known: Option<bool>,
     pub(crate) agent_ids: Option<Vec<Glob>>,
-    pub(crate) roles: Option<Vec<String>>,
     pub(crate) groups: Option<Vec<String>>,
+    pub(crate) actions: Option<Vec<Glob>>,
+    pub(crate) target_ids: Option<Vec<Glob>>,
+    pub(crate) labels: Option<Vec<(String, Glob)>>,
     pub(crate) delegated_from: Option<Vec<Glob>>,
-    pub(crate) max_depth: Option<u32>,
-    pub(crate) delegated: Option<bool>,
-    pub(crate) authenticated: Option<bool>,
-    pub(crate) risks: Option<Vec<Risk>>,
     pub(crate) time: Option<TimeWindow>,
-    pub(crate) has_ticket: Option<bool>,
 }
 
 /// What a rule is matched against (everything but the action, which the index handles).
@@ -168,22 +202,48 @@ fn any_glob(globs: &[Glob], text: &str) -> bool {
 
 impl Conditions {
     /// Whether every given condition holds (the action is checked by the caller).
-    pub(crate) fn matches(&self, f: &Facts<'_>) -> bool {
-        self.has_ticket.is_none_or(|t| t == f.has_ticket)
-            && opt_contains(&self.risks, &f.effective_risk)
+    ///
+    /// `agent_checked`: the rule was found in the caller's agent bucket, so its exact
+    /// `agent_ids` already matched.
+    pub(crate) fn matches(&self, f: &Facts<'_>, agent_checked: bool) -> bool {
+        let on = |bit: u32| self.present & bit != 0;
+        !(on(has::TICKET) && self.has_ticket != Some(f.has_ticket)
+            || on(has::RISKS) && !opt_contains(&self.risks, &f.effective_risk))
             && self.matches_target(f.target_id, f.target, f.sensitivity)
-            && self.matches_caller(f.caller)
-            && self.time.as_ref().is_none_or(|w| w.contains(f.now))
+            && self.matches_caller(f.caller, agent_checked)
+            && !(on(has::TIME) && !self.time.as_ref().is_none_or(|w| w.contains(f.now)))
+    }
+
+    /// Computes `present` from the conditions; every compiled rule is sealed.
+    pub(crate) fn seal(mut self) -> Conditions {
+        let bits = [
+            (self.has_ticket.is_some(), has::TICKET),
+            (self.risks.is_some(), has::RISKS),
+            (self.known.is_some(), has::KNOWN),
+            (self.sensitivities.is_some(), has::SENSITIVITIES),
+            (self.target_ids.is_some(), has::TARGET_IDS),
+            (self.environments.is_some(), has::ENVIRONMENTS),
+            (self.types.is_some(), has::TYPES),
+            (self.labels.is_some(), has::LABELS),
+            (self.authenticated.is_some(), has::AUTHENTICATED),
+            (self.delegated.is_some(), has::DELEGATED),
+            (self.max_depth.is_some(), has::MAX_DEPTH),
+            (self.agent_ids.is_some(), has::AGENT_IDS),
+            (self.roles.is_some(), has::ROLES),
+            (self.groups.is_some(), has::GROUPS),
+            (self.delegated_from.is_some(), has::DELEGATED_FROM),
+            (self.time.is_some(), has::TIME),
+        ];
+        self.present = bits
+            .iter()
+            .filter(|(set, _)| *set)
+            .fold(0, |acc, (_, bit)| acc | bit);
+        self
     }
 
     /// Whether a rule has any condition on the target.
     pub(crate) fn has_target_conditions(&self) -> bool {
-        self.target_ids.is_some()
-            || self.environments.is_some()
-            || self.sensitivities.is_some()
-            || self.types.is_some()
-            || self.labels.is_some()
-            || self.known.is_some()
+        self.present & has::ANY_TARGET != 0
     }
 
     /// The target conditions alone.
@@ -193,54 +253,70 @@ impl Conditions {
         target: Option<&Target>,
         sensitivity: Sensitivity,
     ) -> bool {
-        if !(self.known.is_none_or(|k| k == target.is_some())
-            && opt_contains(&self.sensitivities, &sensitivity)
-            && self
-                .target_ids
-                .as_ref()
-                .is_none_or(|ids| any_glob(ids, target_id)))
+        let on = |bit: u32| self.present & bit != 0;
+        if on(has::KNOWN) && self.known != Some(target.is_some())
+            || on(has::SENSITIVITIES) && !opt_contains(&self.sensitivities, &sensitivity)
+            || on(has::TARGET_IDS)
+                && !self
+                    .target_ids
+                    .as_ref()
+                    .is_none_or(|ids| any_glob(ids, target_id))
         {
             return false;
         }
-        if self.environments.is_none() && self.types.is_none() && self.labels.is_none() {
+        if !on(has::TARGET_PROPS) {
             return true;
         }
         // Unknown targets have no environment, type or labels: such conditions never hold.
         let Some(t) = target else { return false };
-        self.environments
-            .as_ref()
-            .is_none_or(|envs| envs.iter().any(|e| e == t.environment()))
-            && self
-                .types
+        let env_ok = || {
+            self.environments
+                .as_ref()
+                .is_none_or(|envs| envs.iter().any(|e| e == t.environment()))
+        };
+        let type_ok = || {
+            self.types
                 .as_ref()
                 .is_none_or(|types| types.iter().any(|e| e == t.target_type()))
-            && self.labels.as_ref().is_none_or(|labels| {
+        };
+        let labels_ok = || {
+            self.labels.as_ref().is_none_or(|labels| {
                 labels
                     .iter()
                     .all(|(k, g)| t.labels().get(k).is_some_and(|v| g.matches(v)))
             })
+        };
+        (!on(has::ENVIRONMENTS) || env_ok())
+            && (!on(has::TYPES) || type_ok())
+            && (!on(has::LABELS) || labels_ok())
     }
 
-    fn matches_caller(&self, c: &Caller) -> bool {
-        self.authenticated.is_none_or(|a| a == c.authenticated)
-            && self.delegated.is_none_or(|d| d == (c.depth() > 0))
-            && self.max_depth.is_none_or(|m| c.depth() <= m as usize)
-            && self
-                .agent_ids
-                .as_ref()
-                .is_none_or(|ids| any_glob(ids, &c.id))
-            && self
-                .roles
-                .as_ref()
-                .is_none_or(|roles| roles.iter().any(|r| c.roles.contains(r)))
-            && self
-                .groups
-                .as_ref()
-                .is_none_or(|groups| groups.iter().any(|g| c.groups.contains(g)))
-            && self
-                .delegated_from
-                .as_ref()
-                .is_none_or(|from| c.delegation_chain.iter().any(|a| any_glob(from, a)))
+    fn matches_caller(&self, c: &Caller, agent_checked: bool) -> bool {
+        let on = |bit: u32| self.present & bit != 0;
+        (!on(has::AUTHENTICATED) || self.authenticated == Some(c.authenticated))
+            && (!on(has::DELEGATED) || self.delegated == Some(c.depth() > 0))
+            && (!on(has::MAX_DEPTH) || self.max_depth.is_none_or(|m| c.depth() <= m as usize))
+            && (!on(has::AGENT_IDS)
+                || agent_checked
+                || self
+                    .agent_ids
+                    .as_ref()
+                    .is_none_or(|ids| any_glob(ids, &c.id)))
+            && (!on(has::ROLES)
+                || self
+                    .roles
+                    .as_ref()
+                    .is_none_or(|roles| roles.iter().any(|r| c.roles.contains(r))))
+            && (!on(has::GROUPS)
+                || self
+                    .groups
+                    .as_ref()
+                    .is_none_or(|groups| groups.iter().any(|g| c.groups.contains(g))))
+            && (!on(has::DELEGATED_FROM)
+                || self
+                    .delegated_from
+                    .as_ref()
+                    .is_none_or(|from| c.delegation_chain.iter().any(|a| any_glob(from, a))))
     }
 }
 
@@ -446,6 +522,7 @@ fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<P
     let t = m.targets.unwrap_or_default();
     let c = m.callers.unwrap_or_default();
     let mut cond = Conditions {
+        present: 0,
         actions: globs(non_empty(src, &mut p, k("actions"), m.actions)),
         target_ids: globs(non_empty(src, &mut p, k("targets.ids"), t.ids)),
         environments: non_empty(src, &mut p, k("targets.environments"), t.environments),
@@ -500,7 +577,11 @@ fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<P
             Err(mut e) => p.append(&mut e),
         }
     }
-    if p.is_empty() { Ok(cond) } else { Err(p) }
+    if p.is_empty() {
+        Ok(cond.seal())
+    } else {
+        Err(p)
+    }
 }
 
 fn parse_hhmm(s: &str) -> Option<u16> {

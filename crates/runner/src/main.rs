@@ -48,9 +48,10 @@ pub mod exit {
     pub const REQUIRE_APPROVAL: u8 = 4;
 }
 
-/// Governance for AI agents acting on real infrastructure.
+/// Governance for AI agents acting on real infrastructure: decisions, signed single-use
+/// tickets and a tamper-evident audit log.
 #[derive(Debug, Parser)]
-#[command(name = "agentsafe", version, about, propagate_version = true)]
+#[command(name = "agentsafe", version, propagate_version = true)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
