@@ -207,11 +207,11 @@ impl Conditions {
     /// `agent_ids` already matched.
     pub(crate) fn matches(&self, f: &Facts<'_>, agent_checked: bool) -> bool {
         let on = |bit: u32| self.present & bit != 0;
-        !(on(has::TICKET) && self.has_ticket != Some(f.has_ticket)
-            || on(has::RISKS) && !opt_contains(&self.risks, &f.effective_risk))
+        (!on(has::TICKET) || self.has_ticket == Some(f.has_ticket))
+            && (!on(has::RISKS) || opt_contains(&self.risks, &f.effective_risk))
             && self.matches_target(f.target_id, f.target, f.sensitivity)
             && self.matches_caller(f.caller, agent_checked)
-            && !(on(has::TIME) && !self.time.as_ref().is_none_or(|w| w.contains(f.now)))
+            && (!on(has::TIME) || self.time.as_ref().is_none_or(|w| w.contains(f.now)))
     }
 
     /// Computes `present` from the conditions; every compiled rule is sealed.
