@@ -122,7 +122,8 @@ fn ci() -> anyhow::Result<()> {
 }
 
 fn bench(extra: &[String]) -> anyhow::Result<()> {
-    let mut c = cargo();
+    // One build of both binaries, with the features they get together; `cargo run -p
+    // agentsafe-bench` afterwards would resolve features again and rebuild.
     let mut b = cargo();
     b.args([
         "build",
@@ -144,14 +145,10 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
         "agentsafe-bench-cedar",
     ]);
     run("build the Cedar comparison", cedar)?;
-    c.args([
-        "run",
-        "--release",
-        "--locked",
-        "-p",
-        "agentsafe-bench",
-        "--",
-    ])
-    .args(extra);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let mut c = Command::new(target.join("release").join("agentsafe-bench"));
+    c.args(extra);
     run("benchmarks (release)", c)
 }

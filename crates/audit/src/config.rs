@@ -152,49 +152,16 @@ impl fmt::Debug for HumanDuration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        let ns = d.as_nanos();
-        if ns == 0 {
-            f.write_str("0s")
-        } else if ns.is_multiple_of(3_600_000_000_000) {
-            write!(f, "{}h", ns / 3_600_000_000_000)
-        } else if ns.is_multiple_of(60_000_000_000) {
-            write!(f, "{}m", ns / 60_000_000_000)
-        } else if ns.is_multiple_of(1_000_000_000) {
-            write!(f, "{}s", ns / 1_000_000_000)
-        } else if ns.is_multiple_of(1_000_000) {
-            write!(f, "{}ms", ns / 1_000_000)
-        } else if ns.is_multiple_of(1_000) {
-            write!(f, "{}us", ns / 1_000)
-        } else {
-            write!(f, "{ns}ns")
-        }
+        f.write_str(&agentsafe_core::duration::format(self.0))
     }
 }
 
 impl FromStr for HumanDuration {
     type Err = AuditError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || {
-            AuditError::Config(format!(
-                "invalid duration `{s}`, expected for example `500ms`, `10s`, `5m`"
-            ))
-        };
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num.parse().map_err(|_| err())?;
-        let d = match unit.trim() {
-            "ns" => Duration::from_nanos(n),
-            "us" | "µs" => Duration::from_micros(n),
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(err)?),
-            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(err)?),
-            "" if n == 0 => Duration::ZERO,
-            _ => return Err(err()),
-        };
-        Ok(HumanDuration(d))
+        agentsafe_core::duration::parse(s)
+            .map(HumanDuration)
+            .map_err(AuditError::Config)
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod caller;
 pub mod canonical;
 pub mod decision;
+pub mod duration;
 pub mod error;
 pub mod request;
 pub mod risk;

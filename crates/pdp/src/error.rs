@@ -1,32 +1,10 @@
 //! The error type of `agentsafe-pdp`: loading problems, each naming file, line, column and key.
 
-use std::fmt;
 use std::path::PathBuf;
 
-/// One problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file, as given.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// The dotted key the problem is about (empty when it is about the whole file).
-    pub key: String,
-    /// What is wrong, lowercase, user input in backticks.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        if !self.key.is_empty() {
-            write!(f, "{}: ", self.key)?;
-        }
-        f.write_str(&self.message)
-    }
-}
+/// One problem found in a configuration file: file, line, column, key and message. The
+/// same type the registry reports, so every load error of agentsafe reads the same.
+pub use agentsafe_registry::Diagnostic;
 
 /// Errors while loading policies, the inventory or policy test cases.
 #[derive(Debug, thiserror::Error)]
@@ -40,26 +18,19 @@ pub enum PdpError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// One or more files are invalid; every problem is listed.
-    #[error("{}", ProblemList(.0))]
-    Invalid(Vec<Problem>),
+    /// One or more files are invalid; every problem is listed, one per line.
+    #[error("{}", lines(.0))]
+    Invalid(Vec<Diagnostic>),
     /// The action registry failed to load.
     #[error(transparent)]
     Registry(#[from] agentsafe_registry::RegistryError),
 }
 
-struct ProblemList<'a>(&'a [Problem]);
-
-impl fmt::Display for ProblemList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
+fn lines(list: &[Diagnostic]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Collects problems for one file, turning byte offsets into lines and columns.
@@ -103,9 +74,9 @@ impl<'a> Source<'a> {
         span: Option<std::ops::Range<usize>>,
         key: impl Into<String>,
         message: impl Into<String>,
-    ) -> Problem {
+    ) -> Diagnostic {
         let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
-        Problem {
+        Diagnostic {
             file: self.file.to_owned(),
             line,
             column,
@@ -115,7 +86,7 @@ impl<'a> Source<'a> {
     }
 
     /// Turns a TOML parse or shape error into a problem.
-    pub(crate) fn toml_problem(&self, err: &toml::de::Error) -> Problem {
+    pub(crate) fn toml_problem(&self, err: &toml::de::Error) -> Diagnostic {
         let msg = err.message().trim_end();
         let key = err
             .span()

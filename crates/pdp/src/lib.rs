@@ -37,7 +37,7 @@ use agentsafe_registry::ActionDef;
 pub use agentsafe_registry::Registry;
 use sha2::{Digest, Sha256};
 
-pub use crate::error::{PdpError, Problem};
+pub use crate::error::{Diagnostic, PdpError};
 pub use crate::inventory::{Inventory, Target};
 pub use crate::lint::{Warning, WarningKind};
 use crate::policy::Facts;

@@ -10,7 +10,7 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{PdpError, Problem, Source};
+use crate::error::{Diagnostic, PdpError, Source};
 use crate::glob::Glob;
 use crate::inventory::Target;
 
@@ -496,7 +496,7 @@ pub(crate) fn read_toml_dir(dir: &Path) -> Result<Vec<(String, String)>, PdpErro
 
 fn non_empty<T>(
     src: &Source<'_>,
-    problems: &mut Vec<Problem>,
+    problems: &mut Vec<Diagnostic>,
     key: String,
     list: Option<Spanned<Vec<T>>>,
 ) -> Option<Vec<T>> {
@@ -516,7 +516,7 @@ fn globs(v: Option<Vec<String>>) -> Option<Vec<Glob>> {
     v.map(|v| v.iter().map(|s| Glob::new(s)).collect())
 }
 
-fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<Problem>> {
+fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<Diagnostic>> {
     let mut p = Vec::new();
     let k = |s: &str| format!("rules[{i}].match.{s}");
     let t = m.targets.unwrap_or_default();
@@ -595,7 +595,7 @@ fn parse_hhmm(s: &str) -> Option<u16> {
     (h < 24 && m < 60 || h == 24 && m == 0).then_some(h * 60 + m)
 }
 
-fn time_window(src: &Source<'_>, key: &str, w: TimeToml) -> Result<TimeWindow, Vec<Problem>> {
+fn time_window(src: &Source<'_>, key: &str, w: TimeToml) -> Result<TimeWindow, Vec<Diagnostic>> {
     let mut p = Vec::new();
     let tz = match TimeZone::get(w.timezone.get_ref()) {
         Ok(tz) => Some(tz),

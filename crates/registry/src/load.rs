@@ -774,27 +774,7 @@ fn is_version(s: &str) -> bool {
 
 /// Parses `90s`, `15m`, `1h`: a positive integer and a unit, at most [`MAX_TTL`].
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration `{s}`, expected an integer and a unit `s`, `m` or `h`, such as `15m`"
-        )
-    };
-    let split = s.len().checked_sub(1).ok_or_else(bad)?;
-    let (digits, unit) = (
-        s.get(..split).ok_or_else(bad)?,
-        s.get(split..).ok_or_else(bad)?,
-    );
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        _ => return Err(bad()),
-    };
-    let duration = seconds.map(Duration::from_secs).unwrap_or(Duration::MAX);
+    let duration = agentsafe_core::duration::parse(s)?;
     if duration.is_zero() {
         return Err(format!("duration `{s}` must be longer than zero"));
     }
@@ -1306,6 +1286,8 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         for bad in [
             "",
             "m",
@@ -1314,7 +1296,6 @@ mod tests {
             "-1m",
             "15 m",
             "15M",
-            "1d",
             "99999999999999999999h",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
@@ -1325,6 +1306,7 @@ mod tests {
                 .contains("longer than zero")
         );
         assert!(parse_duration("25h").unwrap_err().contains("maximum"));
+        assert!(parse_duration("2d").unwrap_err().contains("maximum"));
     }
 
     #[test]

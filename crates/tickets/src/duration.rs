@@ -42,58 +42,18 @@ impl FromStr for HumanDuration {
     type Err = DurationParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || DurationParseError(s.to_owned());
-        let text = s.trim();
-        if text.is_empty() {
-            return Err(err());
+        let d = agentsafe_core::duration::parse(s).map_err(|_| DurationParseError(s.to_owned()))?;
+        // Token lifetimes are whole seconds (JWT `exp` is in seconds).
+        if d.subsec_nanos() != 0 {
+            return Err(DurationParseError(s.to_owned()));
         }
-        let mut total: u64 = 0;
-        let mut number: Option<u64> = None;
-        for c in text.chars() {
-            if let Some(d) = c.to_digit(10) {
-                let n = number.unwrap_or(0);
-                number = Some(
-                    n.checked_mul(10)
-                        .and_then(|n| n.checked_add(u64::from(d)))
-                        .ok_or_else(err)?,
-                );
-                continue;
-            }
-            let unit: u64 = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                _ => return Err(err()),
-            };
-            let n = number.take().ok_or_else(err)?;
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(err)?;
-        }
-        if number.is_some() {
-            // A trailing bare number has no unit: refuse rather than guess seconds.
-            return Err(err());
-        }
-        Ok(HumanDuration(total))
+        Ok(HumanDuration(d.as_secs()))
     }
 }
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        if rest == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, secs) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-            let n = rest / secs;
-            if n > 0 {
-                write!(f, "{n}{unit}")?;
-                rest %= secs;
-            }
-        }
-        Ok(())
+        f.write_str(&agentsafe_core::duration::format(self.as_std()))
     }
 }
 
