@@ -333,3 +333,24 @@ fn every_decision_is_in_a_log_that_verifies() {
     let decisions = shown.stdout.matches("\"decision\"").count();
     assert!(decisions >= 4, "{}", shown.stdout);
 }
+
+#[test]
+fn each_configuration_in_force_is_recorded_once_before_its_decisions() {
+    let p = project();
+    let count = |dir: &Path| {
+        let shown = run_in(dir, &["audit", "show", "--event", "config_loaded", "--output", "json"]);
+        assert_eq!(shown.code, 0, "{shown:?}");
+        shown.stdout.matches("\"policy_hash\"").count()
+    };
+    let _ = scale_staging(p.path(), &["--caller", "agent-1", "--role", "developer"]);
+    let _ = scale_staging(p.path(), &["--caller", "agent-2", "--role", "developer"]);
+    assert_eq!(count(p.path()), 1);
+    // A changed policy file is a new configuration: recorded before the next decision.
+    let path = p.path().join("policies/10-read-only.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("reading a secret needs approval", "reading a secret needs an approval")).unwrap();
+    let _ = scale_staging(p.path(), &["--caller", "agent-1", "--role", "developer"]);
+    assert_eq!(count(p.path()), 2);
+    assert_eq!(run_in(p.path(), &["audit", "verify"]).code, 0);
+}
+

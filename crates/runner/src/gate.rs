@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use agentsafe_audit::{AuditError, AuditEvent, AuditLog, FailureMode};
+use agentsafe_audit::{AuditError, AuditEvent, AuditLog, FailureMode, LoadedFile};
 use agentsafe_core::{Caller, Decision, ReasonCode, Request, Timestamp, Verdict};
 use agentsafe_pdp::Pdp;
 use agentsafe_tickets::{IdentityVerifier, KeySet, Signer, TicketIssuer};
@@ -223,6 +223,7 @@ impl<'a> Gate<'a> {
         let cfg = &self.ctx.config.audit;
         let result = (|| -> Result<Vec<u64>, AuditError> {
             let log = AuditLog::open_configured(cfg, &self.ctx.state_dir, &self.ctx.key_dir)?;
+            self.record_config(&log)?;
             let mut seqs = Vec::with_capacity(decisions.len());
             for (d, t) in decisions.iter().zip(tickets.iter()) {
                 let sensitive: Vec<&str> = self
@@ -264,6 +265,47 @@ impl<'a> Gate<'a> {
                 vec![None; decisions.len()]
             }
         }
+    }
+}
+
+impl Gate<'_> {
+    /// Records a `config_loaded` event (the policy hash and every file behind it) before
+    /// the first decision made under a configuration the log has not seen yet. A marker
+    /// in the state folder remembers the last hash recorded; when two processes race, the
+    /// event is recorded twice, which is harmless.
+    fn record_config(&self, log: &AuditLog) -> Result<(), AuditError> {
+        let marker = self.ctx.state_dir.join("policy-hash");
+        let hash = self.pdp.policy_hash();
+        let seen = std::fs::read_to_string(&marker).unwrap_or_default();
+        if seen.trim() == hash {
+            return Ok(());
+        }
+        log.append(AuditEvent::config_loaded(hash, &self.config_files()))?;
+        // Failing to write the marker only means the event is recorded again next time.
+        let _ = std::fs::write(&marker, hash);
+        Ok(())
+    }
+
+    /// The files the decision point was loaded from, with their SHA-256.
+    fn config_files(&self) -> Vec<LoadedFile> {
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for dir in [&self.ctx.actions_dir, &self.ctx.policies_dir] {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                let mut found: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+                    .collect();
+                found.sort();
+                paths.extend(found);
+            }
+        }
+        paths.push(self.ctx.inventory_path.clone());
+        paths.extend(self.ctx.config_path.clone());
+        paths
+            .into_iter()
+            .filter_map(|p| std::fs::read(&p).ok().map(|bytes| LoadedFile::new(p.display().to_string(), &bytes)))
+            .collect()
     }
 }
 
