@@ -89,6 +89,33 @@ fn check_json_is_the_decision_value() {
 }
 
 #[test]
+fn trace_ids_are_checked_and_recorded() {
+    let args = |t: &'static str| {
+        vec![
+            "check",
+            "rollout-status",
+            "--target",
+            "staging/api-server",
+            "--caller",
+            "a",
+            "--role",
+            "developer",
+            "--output",
+            "json",
+            "--trace-id",
+            t,
+        ]
+    };
+    let r = run(&args(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(run(&args("not-a-trace")).code, 2);
+    assert_eq!(run(&args("00000000000000000000000000000000")).code, 2);
+}
+
+#[test]
 fn the_policy_judges_what_the_executor_will_act_on() {
     // agent-safe judged the target while the executor acted on unrelated params.
     let r = run(&[

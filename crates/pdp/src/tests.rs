@@ -100,6 +100,48 @@ match = { actions = ["scale-*"], callers = { roles = ["sre"] } }
 "#;
 
 #[test]
+fn the_pdp_is_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Pdp>();
+    let pdp = std::sync::Arc::new(pdp(ALLOW_SRE));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let pdp = std::sync::Arc::clone(&pdp);
+            std::thread::spawn(move || {
+                (0..200)
+                    .map(|_| {
+                        pdp.decide(&req(
+                            "scale-deployment",
+                            "dev/api",
+                            serde_json::json!({"replicas": 1}),
+                        ))
+                    })
+                    .all(|d| d.decision == Verdict::Allow)
+            })
+        })
+        .collect();
+    assert!(handles.into_iter().all(|h| h.join().unwrap()));
+}
+
+#[test]
+fn refusals_keep_the_request_and_its_risk() {
+    let pdp = pdp(ALLOW_SRE);
+    let r = req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    );
+    let d = pdp.refuse(&r, ReasonCode::InvalidIdentity, "bad token");
+    assert_eq!(
+        (d.decision, d.reason_code),
+        (Verdict::Deny, ReasonCode::InvalidIdentity)
+    );
+    assert_eq!(d.target.id, "dev/api");
+    assert_eq!(d.effective_risk, Some(Risk::Medium));
+    assert_eq!(d.params["replicas"], 1);
+}
+
+#[test]
 fn default_deny_without_rules() {
     let d = pdp("").decide(&req(
         "scale-deployment",

@@ -47,6 +47,28 @@ pub struct CheckArgs {
     /// A correlation id to record with the decision.
     #[arg(long)]
     pub correlation_id: Option<String>,
+    /// The W3C trace id of the caller's trace (32 lowercase hex digits), or a whole
+    /// `traceparent` header: recorded with the decision.
+    #[arg(long, value_parser = parse_trace_id)]
+    pub trace_id: Option<String>,
+}
+
+/// Accepts a W3C trace id or a `traceparent` (`00-<trace id>-<parent id>-<flags>`).
+fn parse_trace_id(s: &str) -> Result<String, String> {
+    let id = match s.split('-').collect::<Vec<_>>().as_slice() {
+        [_, trace, _, _] => *trace,
+        _ => s,
+    };
+    let hex = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hex || id.bytes().all(|b| b == b'0') {
+        return Err(format!(
+            "`{s}` is not a W3C trace id (32 lowercase hex digits, not all zero) or traceparent"
+        ));
+    }
+    Ok(id.to_owned())
 }
 
 /// Arguments of `agentsafe plan`.
@@ -207,7 +229,7 @@ pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         params,
         change_ticket: args.ticket_id,
         correlation_id: args.correlation_id,
-        trace_id: None,
+        trace_id: args.trace_id,
     };
     let outcome = gate.decide(&claimed, request);
     if ctx.json() {

@@ -215,6 +215,11 @@ pub fn show_action(args: ShowArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         if p.sensitive() {
             notes.push(String::from("sensitive"));
         }
+        if let Ok(serde_json::Value::Object(c)) = serde_json::to_value(p.constraints())
+            && !c.is_empty()
+        {
+            notes.push(serde_json::Value::Object(c).to_string());
+        }
         out!(
             "    {:22} {:10} {}  {}",
             p.name(),
