@@ -338,7 +338,17 @@ fn every_decision_is_in_a_log_that_verifies() {
 fn each_configuration_in_force_is_recorded_once_before_its_decisions() {
     let p = project();
     let count = |dir: &Path| {
-        let shown = run_in(dir, &["audit", "show", "--event", "config_loaded", "--output", "json"]);
+        let shown = run_in(
+            dir,
+            &[
+                "audit",
+                "show",
+                "--event",
+                "config_loaded",
+                "--output",
+                "json",
+            ],
+        );
         assert_eq!(shown.code, 0, "{shown:?}");
         shown.stdout.matches("\"policy_hash\"").count()
     };
@@ -348,9 +358,15 @@ fn each_configuration_in_force_is_recorded_once_before_its_decisions() {
     // A changed policy file is a new configuration: recorded before the next decision.
     let path = p.path().join("policies/10-read-only.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("reading a secret needs approval", "reading a secret needs an approval")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "reading a secret needs approval",
+            "reading a secret needs an approval",
+        ),
+    )
+    .unwrap();
     let _ = scale_staging(p.path(), &["--caller", "agent-1", "--role", "developer"]);
     assert_eq!(count(p.path()), 2);
     assert_eq!(run_in(p.path(), &["audit", "verify"]).code, 0);
 }
-

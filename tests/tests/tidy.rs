@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("agentsafe-pdp", &["agentsafe-core", "agentsafe-registry"]),
     ("agentsafe-audit", &["agentsafe-core"]),
     ("agentsafe-tickets", &["agentsafe-core"]),
+    ("agentsafe-state", &["agentsafe-core"]),
     (
         "agentsafe-runner",
         &[
@@ -30,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agentsafe-pdp",
             "agentsafe-audit",
             "agentsafe-tickets",
+            "agentsafe-state",
         ],
     ),
     (
@@ -40,6 +42,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agentsafe-pdp",
             "agentsafe-audit",
             "agentsafe-tickets",
+        ],
+    ),
+    ("agentsafe-testkit", &["agentsafe-core"]),
+    (
+        "agentsafe-example-custom-executor",
+        &[
+            "agentsafe-core",
+            "agentsafe-registry",
+            "agentsafe-pdp",
+            "agentsafe-audit",
+            "agentsafe-tickets",
+            "agentsafe-runner",
         ],
     ),
     ("agentsafe-bench-cedar", &[]),
@@ -178,7 +192,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_rust_file_starts_with_a_module_doc_line() {
     let mut files = Vec::new();
-    for dir in ["crates", "xtask", "tests", "bench"] {
+    for dir in ["crates", "xtask", "tests", "bench", "examples"] {
         rust_files(&root().join(dir), &mut files);
     }
     assert!(files.len() > 10, "found only {} files", files.len());

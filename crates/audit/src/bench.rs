@@ -59,6 +59,9 @@ pub fn sample_decision(i: u64) -> Decision {
         correlation_id: Some(format!("corr-{i}")),
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         diagnostics: Vec::new(),
+        approval: None,
+        risk_score: None,
+        escalated_from: None,
     }
 }
 

@@ -181,6 +181,9 @@ fn kat_decision() -> Decision {
         correlation_id: None,
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         diagnostics: Vec::new(),
+        approval: None,
+        risk_score: None,
+        escalated_from: None,
     }
 }
 

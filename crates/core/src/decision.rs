@@ -111,6 +111,16 @@ reason_codes! {
     AuditUnavailable => "audit_unavailable",
     /// Something went wrong while deciding; the decision point failed closed.
     InternalError => "internal_error",
+    /// The caller (charged to the root of its delegation chain) exceeded its rate limit.
+    RateLimited => "rate_limited",
+    /// Too many recent denials tripped the caller's circuit breaker; it is cooling down.
+    CircuitOpen => "circuit_open",
+    /// An operator paused the caller.
+    CallerPaused => "caller_paused",
+    /// The caller's cumulative risk crossed the escalation threshold: an ALLOW became REQUIRE_APPROVAL.
+    RiskEscalated => "risk_escalated",
+    /// The caller's cumulative risk crossed the denial threshold.
+    RiskLimitExceeded => "risk_limit_exceeded",
 }
 
 impl fmt::Display for ReasonCode {
@@ -190,6 +200,15 @@ impl<'de> Deserialize<'de> for DecisionId {
     }
 }
 
+/// Who must agree before a REQUIRE_APPROVAL decision may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// Roles that may approve (any one of them).
+    pub approvers: Vec<String>,
+    /// How many distinct approvers are needed.
+    pub required: u32,
+}
+
 /// What the decision point knew about the requested target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetInfo {
@@ -251,6 +270,15 @@ pub struct Decision {
     /// The caller's W3C trace id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// For REQUIRE_APPROVAL: who may approve, and how many distinct approvers are needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
+    /// The caller's cumulative risk score over the configured window, when limits apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_score: Option<u32>,
+    /// The verdict before limits escalated it (for example ALLOW before `risk_escalated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_from: Option<Verdict>,
     /// Problems found while deciding (invalid params, errors that made it fail closed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<String>,

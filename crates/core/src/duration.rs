@@ -46,25 +46,32 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// Formats a duration in the largest unit that divides it exactly (`90s`, `5m`, `2h`,
-/// `1500ms`), the form [`parse`] reads back.
+/// Formats a duration the way [`parse`] reads it back: whole seconds as compound parts
+/// (`90s` is `1m30s`, `5400s` is `1h30m`, `86400s` is `1d`), anything finer in the
+/// largest single unit that divides it exactly (`1500ms`, `250us`).
 pub fn format(d: Duration) -> String {
-    let ns = d.as_nanos();
-    const UNITS: [(u128, &str); 6] = [
-        (86_400_000_000_000, "d"),
-        (3_600_000_000_000, "h"),
-        (60_000_000_000, "m"),
-        (1_000_000_000, "s"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-    ];
-    if ns == 0 {
+    if d.is_zero() {
         return String::from("0s");
     }
-    UNITS.iter().find(|(size, _)| ns % size == 0).map_or_else(
-        || format!("{ns}ns"),
-        |(size, unit)| format!("{}{unit}", ns / size),
-    )
+    if d.subsec_nanos() == 0 {
+        let mut rest = d.as_secs();
+        let mut out = String::new();
+        for (size, unit) in [(86_400u64, "d"), (3600, "h"), (60, "m"), (1, "s")] {
+            if rest >= size {
+                out.push_str(&format!("{}{unit}", rest / size));
+                rest %= size;
+            }
+        }
+        return out;
+    }
+    let ns = d.as_nanos();
+    [(1_000_000u128, "ms"), (1_000, "us")]
+        .iter()
+        .find(|(size, _)| ns.is_multiple_of(*size))
+        .map_or_else(
+            || format!("{ns}ns"),
+            |(size, unit)| format!("{}{unit}", ns / size),
+        )
 }
 
 #[cfg(test)]
@@ -107,7 +114,9 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for text in ["0s", "90s", "5m", "2h", "3d", "1500ms", "250us", "7ns"] {
+        for text in [
+            "0s", "1m30s", "5m", "2h", "1h30m", "3d", "1d2h3m4s", "1500ms", "250us", "7ns",
+        ] {
             let d = parse(text).unwrap();
             assert_eq!(format(d), text);
             assert_eq!(parse(&format(d)), Ok(d));

@@ -1,6 +1,6 @@
 //! The error type of `agentsafe-core`.
 
-/// Errors raised while parsing core values from text.
+/// Errors raised while parsing core values from text, and the shared error of executors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
@@ -19,4 +19,26 @@ pub enum CoreError {
     /// A decision id that is not 32 lowercase hexadecimal digits.
     #[error("invalid decision id `{0}`, expected 32 hexadecimal digits")]
     InvalidDecisionId(String),
+    /// An executor was asked for an action it does not run.
+    #[error("executor `{executor}` does not support action `{action}`")]
+    ExecutorUnsupported {
+        /// The executor's name.
+        executor: String,
+        /// The action.
+        action: String,
+    },
+    /// The backend object an action acts on does not exist.
+    #[error("{0} not found")]
+    ExecutorNotFound(String),
+    /// The backend refused or failed the call. The message never contains credentials.
+    #[error("{executor}: {message}")]
+    ExecutorBackend {
+        /// The executor's name.
+        executor: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The executor stopped because the run was cancelled (its timeout fired).
+    #[error("cancelled")]
+    ExecutorCancelled,
 }

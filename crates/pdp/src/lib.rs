@@ -235,6 +235,9 @@ impl Pdp {
             correlation_id: req.correlation_id.clone(),
             trace_id: req.trace_id.clone(),
             diagnostics: Vec::new(),
+            approval: None,
+            risk_score: None,
+            escalated_from: None,
         }
     }
 
@@ -338,6 +341,7 @@ impl Pdp {
             caller: &req.caller,
             effective_risk: eff,
             has_ticket: req.change_ticket.as_deref().is_some_and(|t| !t.is_empty()),
+            change_ticket: req.change_ticket.as_deref().filter(|t| !t.is_empty()),
             now,
         };
         match self.first_match(idx, &req.caller.id, &facts) {
@@ -346,6 +350,7 @@ impl Pdp {
                 d.reason_code = ReasonCode::RuleMatched;
                 d.reason = rule.reason.to_string();
                 d.rule_id = Some(Arc::clone(&rule.id));
+                d.approval = rule.approval.clone();
             }
             None => {
                 d.reason = String::from("no policy rule matched; everything not allowed is denied");

@@ -98,6 +98,7 @@ fn covers(h: &Conditions, r: &Conditions) -> bool {
         && covers_list(&h.risks, &r.risks)
         && covers_flag(&h.time, &r.time)
         && covers_flag(&h.has_ticket, &r.has_ticket)
+        && covers_flag(&h.ticket_pattern, &r.ticket_pattern)
 }
 
 impl Pdp {

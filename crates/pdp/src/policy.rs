@@ -32,6 +32,10 @@ struct RuleToml {
     matcher: MatchToml,
     decision: Verdict,
     reason: String,
+    /// Roles that may approve (require_approval rules only; default `["approver"]`).
+    approvers: Option<Spanned<Vec<String>>>,
+    /// Distinct approvers needed (require_approval rules only; default 1).
+    required_approvals: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +47,7 @@ struct MatchToml {
     effective_risk: Option<Spanned<Vec<Risk>>>,
     time: Option<TimeToml>,
     require_ticket: Option<bool>,
+    ticket_pattern: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +135,8 @@ pub struct Rule {
     pub(crate) reason: Arc<str>,
     pub(crate) file: String,
     pub(crate) line: usize,
+    /// Who must approve, for a require_approval rule.
+    pub(crate) approval: Option<agentsafe_core::ApprovalPolicy>,
 }
 
 /// Bits of [`Conditions::present`]: which conditions a rule sets.
@@ -150,6 +157,7 @@ mod has {
     pub(super) const GROUPS: u32 = 1 << 13;
     pub(super) const DELEGATED_FROM: u32 = 1 << 14;
     pub(super) const TIME: u32 = 1 << 15;
+    pub(super) const TICKET_PATTERN: u32 = 1 << 16;
     /// Conditions on the target's own properties, which unknown targets lack.
     pub(super) const TARGET_PROPS: u32 = ENVIRONMENTS | TYPES | LABELS;
     /// Any condition on the target.
@@ -182,6 +190,20 @@ pub(crate) struct Conditions {
     pub(crate) labels: Option<Vec<(String, Glob)>>,
     pub(crate) delegated_from: Option<Vec<Glob>>,
     pub(crate) time: Option<TimeWindow>,
+    pub(crate) ticket_pattern: Option<TicketPattern>,
+}
+
+/// A change-ticket id pattern, matched against the whole id.
+#[derive(Debug, Clone)]
+pub(crate) struct TicketPattern {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl PartialEq for TicketPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
 }
 
 /// What a rule is matched against (everything but the action, which the index handles).
@@ -193,6 +215,7 @@ pub(crate) struct Facts<'a> {
     pub(crate) caller: &'a Caller,
     pub(crate) effective_risk: Risk,
     pub(crate) has_ticket: bool,
+    pub(crate) change_ticket: Option<&'a str>,
     pub(crate) now: Timestamp,
 }
 
@@ -212,6 +235,11 @@ impl Conditions {
             && self.matches_target(f.target_id, f.target, f.sensitivity)
             && self.matches_caller(f.caller, agent_checked)
             && (!on(has::TIME) || self.time.as_ref().is_none_or(|w| w.contains(f.now)))
+            && (!on(has::TICKET_PATTERN)
+                || self
+                    .ticket_pattern
+                    .as_ref()
+                    .is_none_or(|p| f.change_ticket.is_some_and(|t| p.regex.is_match(t))))
     }
 
     /// Computes `present` from the conditions; every compiled rule is sealed.
@@ -233,6 +261,7 @@ impl Conditions {
             (self.groups.is_some(), has::GROUPS),
             (self.delegated_from.is_some(), has::DELEGATED_FROM),
             (self.time.is_some(), has::TIME),
+            (self.ticket_pattern.is_some(), has::TICKET_PATTERN),
         ];
         self.present = bits
             .iter()
@@ -346,6 +375,10 @@ impl Rule {
     pub fn reason(&self) -> &str {
         &self.reason
     }
+    /// Who must approve, for a require_approval rule.
+    pub fn approval(&self) -> Option<&agentsafe_core::ApprovalPolicy> {
+        self.approval.as_ref()
+    }
     /// The file the rule came from.
     pub fn file(&self) -> &str {
         &self.file
@@ -426,8 +459,17 @@ impl PolicySet {
                     continue;
                 }
                 ids.insert(id.clone(), (src.file.to_owned(), line));
+                let approval =
+                    match approval_policy(&src, i, r.decision, r.approvers, r.required_approvals) {
+                        Ok(a) => a,
+                        Err(mut e) => {
+                            problems.append(&mut e);
+                            continue;
+                        }
+                    };
                 match compile(&src, i, r.matcher) {
                     Ok(m) => rules.push(Rule {
+                        approval,
                         id: Arc::from(id.as_str()),
                         description: r.description,
                         priority: r.priority,
@@ -494,6 +536,65 @@ pub(crate) fn read_toml_dir(dir: &Path) -> Result<Vec<(String, String)>, PdpErro
         .collect()
 }
 
+/// The approvers of a require_approval rule; `approvers` and `required_approvals` on any
+/// other rule are errors rather than silently ignored.
+fn approval_policy(
+    src: &Source<'_>,
+    i: usize,
+    decision: Verdict,
+    approvers: Option<Spanned<Vec<String>>>,
+    required: Option<Spanned<u32>>,
+) -> Result<Option<agentsafe_core::ApprovalPolicy>, Vec<Diagnostic>> {
+    let mut p = Vec::new();
+    if decision != Verdict::RequireApproval {
+        for (given, key) in [
+            (approvers.as_ref().map(Spanned::span), "approvers"),
+            (required.as_ref().map(Spanned::span), "required_approvals"),
+        ] {
+            if let Some(span) = given {
+                p.push(src.problem(
+                    Some(span),
+                    format!("rules[{i}].{key}"),
+                    format!("`{key}` only applies to rules whose decision is `require_approval`"),
+                ));
+            }
+        }
+        return if p.is_empty() { Ok(None) } else { Err(p) };
+    }
+    let roles = match approvers {
+        Some(list) if list.get_ref().is_empty() || list.get_ref().iter().any(String::is_empty) => {
+            p.push(src.problem(
+                Some(list.span()),
+                format!("rules[{i}].approvers"),
+                "approvers must name at least one role, none of them empty",
+            ));
+            Vec::new()
+        }
+        Some(list) => list.into_inner(),
+        None => vec![String::from("approver")],
+    };
+    let count = match required {
+        Some(n) if *n.get_ref() == 0 => {
+            p.push(src.problem(
+                Some(n.span()),
+                format!("rules[{i}].required_approvals"),
+                "`required_approvals` must be at least 1",
+            ));
+            1
+        }
+        Some(n) => *n.get_ref(),
+        None => 1,
+    };
+    if p.is_empty() {
+        Ok(Some(agentsafe_core::ApprovalPolicy {
+            approvers: roles,
+            required: count,
+        }))
+    } else {
+        Err(p)
+    }
+}
+
 fn non_empty<T>(
     src: &Source<'_>,
     problems: &mut Vec<Diagnostic>,
@@ -544,6 +645,7 @@ fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<D
         authenticated: c.authenticated,
         risks: non_empty(src, &mut p, k("effective_risk"), m.effective_risk),
         time: None,
+        ticket_pattern: None,
         has_ticket: m.require_ticket,
     };
     if let Some(labels) = t.labels {
@@ -570,6 +672,27 @@ fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<D
             k("targets.known"),
             "`known = false` with environments, types or labels can never match: unknown targets have none",
         ));
+    }
+    if let Some(pattern) = m.ticket_pattern {
+        let source = pattern.get_ref().clone();
+        match regex::Regex::new(&format!("^(?:{source})$")) {
+            Ok(regex) => cond.ticket_pattern = Some(TicketPattern { source, regex }),
+            Err(e) => p.push(src.problem(
+                Some(pattern.span()),
+                k("ticket_pattern"),
+                format!(
+                    "invalid regex `{source}`: {}",
+                    e.to_string().lines().last().unwrap_or_default().trim_start_matches("error: ")
+                ),
+            )),
+        }
+        if cond.has_ticket == Some(false) {
+            p.push(src.problem(
+                Some(pattern.span()),
+                k("ticket_pattern"),
+                "`ticket_pattern` with `require_ticket = false` can never match",
+            ));
+        }
     }
     if let Some(w) = m.time {
         match time_window(src, &k("time"), w) {

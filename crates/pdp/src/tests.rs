@@ -142,6 +142,46 @@ fn refusals_keep_the_request_and_its_risk() {
 }
 
 #[test]
+fn approval_decisions_say_who_may_approve() {
+    let p = r#"
+[[rules]]
+id = "two-leads"
+priority = 1
+decision = "require_approval"
+reason = "two leads"
+approvers = ["sre-lead", "platform-lead"]
+required_approvals = 2
+match = {}
+
+[[rules]]
+id = "default-approver"
+priority = 0
+decision = "require_approval"
+reason = "someone"
+match = {}
+"#;
+    let d = pdp(p).decide(&req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    ));
+    let a = d.approval.expect("an approval requirement");
+    assert_eq!(
+        (a.approvers, a.required),
+        (vec!["sre-lead".to_owned(), "platform-lead".to_owned()], 2)
+    );
+    let only_default = pdp(&p.replace("priority = 1", "priority = -1")).decide(&req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    ));
+    assert_eq!(
+        only_default.approval.map(|a| (a.approvers, a.required)),
+        Some((vec!["approver".to_owned()], 1))
+    );
+}
+
+#[test]
 fn default_deny_without_rules() {
     let d = pdp("").decide(&req(
         "scale-deployment",

@@ -22,6 +22,74 @@ pub struct ConfigFile {
     /// The tamper-evident audit log (`[audit]`).
     #[serde(default)]
     pub audit: agentsafe_audit::AuditConfig,
+    /// The execution pipeline (`[runner]`).
+    #[serde(default)]
+    pub runner: RunnerConfig,
+    /// Rate limit, circuit breaker and cumulative risk (`[limits]`).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
+    /// Approval requests (`[approvals]`).
+    #[serde(default)]
+    pub approvals: crate::approvals::ApprovalsConfig,
+    /// Webhooks notified about approval requests (`[notifications]`).
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationsConfig,
+}
+
+/// Where `agentsafe run` gets credentials from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    /// Simulated credentials for the dry-run executor, the environment/file provider for
+    /// any other.
+    #[default]
+    Auto,
+    /// Random in-memory credentials that no backend accepts.
+    Simulated,
+    /// `AGENTSAFE_CREDENTIALS_<KIND>`, else `credentials_dir/<kind>`.
+    Env,
+}
+
+/// The `[runner]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerConfig {
+    /// The executor used when `--executor` is not given (default `dry-run`).
+    pub executor: String,
+    /// Time limit of each precheck (default 30s).
+    pub precheck_timeout: agentsafe_tickets::HumanDuration,
+    /// Time limit of each state capture (default 30s).
+    pub capture_timeout: agentsafe_tickets::HumanDuration,
+    /// Time limit of the execution (default 5m); the executor is cancelled when it fires.
+    pub execute_timeout: agentsafe_tickets::HumanDuration,
+    /// Where credentials come from (default `auto`).
+    pub credentials: CredentialSource,
+    /// Folder of base credentials, one file per kind, for `credentials = "env"`.
+    pub credentials_dir: Option<PathBuf>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            executor: agentsafe_runner::executors::dry_run::NAME.to_owned(),
+            precheck_timeout: agentsafe_tickets::HumanDuration::from_secs(30),
+            capture_timeout: agentsafe_tickets::HumanDuration::from_secs(30),
+            execute_timeout: agentsafe_tickets::HumanDuration::from_secs(300),
+            credentials: CredentialSource::Auto,
+            credentials_dir: None,
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The time limits.
+    pub fn timeouts(&self) -> agentsafe_runner::Timeouts {
+        agentsafe_runner::Timeouts {
+            precheck: self.precheck_timeout.as_std(),
+            capture: self.capture_timeout.as_std(),
+            execute: self.execute_timeout.as_std(),
+        }
+    }
 }
 
 /// The `[paths]` section. Relative paths are resolved against the config file's folder.

@@ -24,6 +24,8 @@ pub struct Outcome {
     pub nonce: Option<String>,
     /// The audit sequence number of the decision record, when it was recorded.
     pub audit_seq: Option<u64>,
+    /// The approval request a REQUIRE_APPROVAL created (`agentsafe approval`).
+    pub approval_id: Option<String>,
 }
 
 impl Outcome {
@@ -39,6 +41,9 @@ impl Outcome {
             }
             if let Some(seq) = self.audit_seq {
                 obj.insert("audit_seq".into(), seq.into());
+            }
+            if let Some(id) = &self.approval_id {
+                obj.insert("approval_id".into(), id.clone().into());
             }
         }
         Ok(v)
@@ -119,6 +124,7 @@ impl<'a> Gate<'a> {
             ticket: None,
             nonce: None,
             audit_seq: None,
+            approval_id: None,
         })
     }
 
@@ -132,16 +138,21 @@ impl<'a> Gate<'a> {
         mut requests: Vec<Request>,
         plan: bool,
     ) -> Vec<Outcome> {
+        let mut approvals: Vec<Option<String>> = vec![None; requests.len()];
         let mut decisions: Vec<Decision> = match self.caller(claimed) {
             Ok(caller) => {
                 for r in &mut requests {
                     r.caller = caller.clone();
                 }
-                if plan {
+                let mut decided = if plan {
                     self.pdp.decide_plan(&requests).steps
                 } else {
                     requests.iter().map(|r| self.pdp.decide(r)).collect()
-                }
+                };
+                // Limits (pause, breaker, rate, cumulative risk) and approval requests.
+                let controls = crate::limits::Controls::open(self.ctx);
+                approvals = decided.iter_mut().map(|d| controls.apply(d)).collect();
+                decided
             }
             Err((code, reason)) => requests
                 .iter()
@@ -186,12 +197,13 @@ impl<'a> Gate<'a> {
                 }
             }
         }
-        let seqs = self.record(&mut decisions, &mut tickets);
+        let seqs = self.record(&mut decisions, &mut tickets, &approvals);
         decisions
             .into_iter()
             .zip(tickets)
             .zip(seqs)
-            .map(|((decision, t), audit_seq)| {
+            .zip(approvals)
+            .map(|(((decision, t), audit_seq), approval_id)| {
                 let (nonce, ticket) = match t {
                     Some((n, t)) => (Some(n), Some(t)),
                     None => (None, None),
@@ -201,6 +213,7 @@ impl<'a> Gate<'a> {
                     ticket,
                     nonce,
                     audit_seq,
+                    approval_id,
                 }
             })
             .collect()
@@ -219,13 +232,14 @@ impl<'a> Gate<'a> {
         &self,
         decisions: &mut [Decision],
         tickets: &mut [Option<(String, String)>],
+        approvals: &[Option<String>],
     ) -> Vec<Option<u64>> {
         let cfg = &self.ctx.config.audit;
         let result = (|| -> Result<Vec<u64>, AuditError> {
             let log = AuditLog::open_configured(cfg, &self.ctx.state_dir, &self.ctx.key_dir)?;
             self.record_config(&log)?;
             let mut seqs = Vec::with_capacity(decisions.len());
-            for (d, t) in decisions.iter().zip(tickets.iter()) {
+            for ((d, t), a) in decisions.iter().zip(tickets.iter()).zip(approvals) {
                 let sensitive: Vec<&str> = self
                     .pdp
                     .registry()
@@ -235,6 +249,9 @@ impl<'a> Gate<'a> {
                 let mut event = AuditEvent::decision(d, &sensitive, log.redactor());
                 if let Some((nonce, _)) = t {
                     event = event.with_ticket_nonce(nonce.clone());
+                }
+                if let Some(id) = a {
+                    event = event.with_approval_id(id.clone());
                 }
                 seqs.push(log.append(event)?.seq);
             }
@@ -304,7 +321,11 @@ impl Gate<'_> {
         paths.extend(self.ctx.config_path.clone());
         paths
             .into_iter()
-            .filter_map(|p| std::fs::read(&p).ok().map(|bytes| LoadedFile::new(p.display().to_string(), &bytes)))
+            .filter_map(|p| {
+                std::fs::read(&p)
+                    .ok()
+                    .map(|bytes| LoadedFile::new(p.display().to_string(), &bytes))
+            })
             .collect()
     }
 }

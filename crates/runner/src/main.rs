@@ -22,11 +22,14 @@ macro_rules! out_inline {
     }};
 }
 
+mod approvals;
 mod cmd;
 mod config;
 mod context;
 mod embedded;
 mod gate;
+mod limits;
+mod notify;
 
 use std::process::ExitCode;
 
@@ -77,6 +80,11 @@ enum Command {
     Plan(cmd::decide::PlanArgs),
     /// Run policy test cases
     Test(cmd::project::TestArgs),
+    /// Execute what a ticket allows: verify, redeem once, prechecks, state, execute, record
+    Run(cmd::run::RunArgs),
+    /// Plan, check and run the compensating action of an execution
+    #[command(subcommand)]
+    Rollback(cmd::rollback::RollbackCommand),
     // helpers: add subcommand variants below this line
     /// Generate and list signing keys
     #[command(subcommand)]
@@ -90,6 +98,12 @@ enum Command {
     /// Inspect, verify and ship the audit log
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// List, show, approve, deny and wait for approval requests
+    #[command(subcommand)]
+    Approval(cmd::approval::ApprovalCommand),
+    /// Pause, resume and inspect a caller's limits (charged to the root of its delegation chain)
+    #[command(subcommand)]
+    Caller(cmd::caller::CallerCommand),
 }
 
 fn main() -> ExitCode {
@@ -105,7 +119,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match run(cli) {
+    let result = run(cli);
+    notify::flush_configured();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
@@ -139,10 +155,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(a) => cmd::decide::check(a, &ctx),
         Command::Plan(a) => cmd::decide::plan(a, &ctx),
         Command::Test(a) => cmd::project::test(a, &ctx),
+        Command::Run(a) => cmd::run::run(a, &ctx),
+        Command::Rollback(c) => cmd::rollback::run(c, &ctx),
         // helpers: add dispatch arms below this line
         Command::Keys(c) => cmd::keys::run(c, &ctx),
         Command::Token(c) => cmd::token::run(c, &ctx),
         Command::Ticket(c) => cmd::ticket::run(c, &ctx),
         Command::Audit(c) => cmd::audit::run(c, &ctx),
+        Command::Approval(c) => cmd::approval::run(c, &ctx),
+        Command::Caller(c) => cmd::caller::run(c, &ctx),
     }
 }

@@ -93,6 +93,9 @@ pub fn sample_decision(i: u64) -> Decision {
         correlation_id: None,
         trace_id: None,
         diagnostics: Vec::new(),
+        approval: None,
+        risk_score: None,
+        escalated_from: None,
     }
 }
 

@@ -100,7 +100,7 @@ struct PlanStep {
     ticket_id: Option<String>,
 }
 
-fn claimed(who: &CallerArgs, plain: Option<Caller>) -> anyhow::Result<Claimed> {
+pub(crate) fn claimed(who: &CallerArgs, plain: Option<Caller>) -> anyhow::Result<Claimed> {
     let token = match &who.token {
         Some(t) => Some(crate::cmd::token::read_token(t)?),
         None => None,
@@ -113,7 +113,7 @@ fn claimed(who: &CallerArgs, plain: Option<Caller>) -> anyhow::Result<Claimed> {
     Ok(Claimed { token, plain })
 }
 
-fn caller_from(who: &CallerArgs) -> Option<Caller> {
+pub(crate) fn caller_from(who: &CallerArgs) -> Option<Caller> {
     who.caller.as_ref().map(|id| Caller {
         id: id.clone(),
         roles: who.roles.clone(),
@@ -214,6 +214,12 @@ pub fn print_outcome(o: &Outcome) {
     }
     if let Some(t) = &o.ticket {
         out!("  ticket:      {t}");
+    }
+    if let Some(id) = &o.approval_id {
+        out!("  approval:    {id} (agentsafe approval show {id})");
+    }
+    if let Some(score) = o.decision.risk_score {
+        out!("  risk score:  {score}");
     }
 }
 

@@ -4,13 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agentsafe_core::{Caller, Params, Request, Timestamp, Verdict};
-use agentsafe_tickets::store::TicketStore as _;
-use agentsafe_tickets::{
-    IdentityIssuer, IdentityRequest, KeyPurpose, KeySet, Outcome as RunOutcome, Redemption, Signer,
-    SqliteTicketStore, TicketVerifier,
-};
+use agentsafe_runner::executors::dry_run;
+use agentsafe_runner::{RunKind, RunReport};
+use agentsafe_tickets::{IdentityIssuer, IdentityRequest, KeyPurpose, Signer};
 use anyhow::Context as _;
 
+use crate::cmd::run::run_ticket;
 use crate::context::{Context, OutputFormat};
 use crate::gate::{Claimed, Gate, Outcome};
 
@@ -45,6 +44,40 @@ fn show(o: &Outcome) {
     }
     if let Some(seq) = o.audit_seq {
         out!("     recorded in the audit log as entry {seq}");
+    }
+}
+
+fn show_run(r: &RunReport) {
+    let rec = &r.record;
+    out!(
+        "   → {}  ({})",
+        r.outcome.as_str().to_uppercase(),
+        r.reason_code
+    );
+    out!("     {}", r.message);
+    if let Some(checks) = rec.get("prechecks").and_then(serde_json::Value::as_array)
+        && !checks.is_empty()
+    {
+        let passed = checks.iter().filter(|c| c["result"] == "passed").count();
+        out!("     prechecks: {passed}/{} passed", checks.len());
+    }
+    if let Some(diff) = rec.get("diff").and_then(serde_json::Value::as_object)
+        && !diff.is_empty()
+    {
+        let list: Vec<String> = diff
+            .iter()
+            .map(|(k, v)| format!("{k} {} → {}", v["before"], v["after"]))
+            .collect();
+        out!(
+            "     before/after state captured, credentials revoked; diff: {}",
+            list.join(", ")
+        );
+    }
+    if let Some(seq) = r.audit_seq {
+        out!("     recorded in the audit log as entry {seq}");
+    }
+    for w in &r.warnings {
+        out!("     warning: {w}");
     }
 }
 
@@ -181,66 +214,56 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
 
     step(
         7,
-        "The ALLOW from step 3 came with a signed single-use ticket; redeem it, then replay it",
+        "Run the ticket from step 3 through the dry-run executor, then replay it",
     );
     let mut replay_refused = false;
+    let mut ran = None;
     if let (Some(ticket), true) = (&allowed.ticket, allowed.decision.decision == Verdict::Allow) {
-        let cfg = &ctx.config.tickets;
-        let verifier = TicketVerifier::new(
-            KeySet::load(&cfg.trusted_key_paths(&ctx.config_base(), &key_dir))?,
-            cfg,
-        );
-        let store = SqliteTicketStore::open_with(
-            &cfg.database_path(&ctx.config_base(), &ctx.state_dir),
-            &cfg.store_options(),
-        )?;
-        let verified = verifier.verify_for(
-            ticket,
-            "scale-deployment",
-            "staging/api-server",
-            Timestamp::now(),
-        )?;
-        out!(
-            "   ticket {} verified: signature, audience, expiry, params digest",
-            verified.nonce()
-        );
-        match store.begin(&verified)? {
-            Redemption::Execute(guard) => {
-                // The execution pipeline (`agentsafe run`) arrives with the runner; the demo
-                // redeems the ticket to show that a second redemption is refused.
-                guard.commit(
-                    RunOutcome::Succeeded,
-                    serde_json::json!({"redeemed_by": "agentsafe demo"}),
-                )?;
-                out!(
-                    "   → redeemed: ISSUED → PENDING → COMMITTED in {}",
-                    cfg.database_path(&ctx.config_base(), &ctx.state_dir)
-                        .display()
-                );
-            }
-            other => anyhow::bail!("a fresh ticket was not redeemable: {other:?}"),
+        let report = run_ticket(&ctx, gate.pdp(), ticket, dry_run::NAME, &RunKind::Execution)?;
+        show_run(&report);
+        if report.is_success() {
+            ran = Some(allowed.decision.decision_id.to_string());
         }
-        // A second process, or this one after a restart, opens the same database.
-        let again = SqliteTicketStore::open_with(
-            &cfg.database_path(&ctx.config_base(), &ctx.state_dir),
-            &cfg.store_options(),
-        )?;
-        match again.begin(&verified)? {
-            Redemption::AlreadyCommitted(receipt) => {
-                replay_refused = true;
-                out!(
-                    "   → replay refused: already redeemed ({:?} at {}), nothing runs twice",
-                    receipt.outcome,
-                    receipt.committed_at
-                );
+        // A second process, or this one after a restart, presents the same ticket.
+        let again = run_ticket(&ctx, gate.pdp(), ticket, dry_run::NAME, &RunKind::Execution)?;
+        replay_refused = again.reason_code == "replayed";
+        if replay_refused {
+            out!("   → replay refused: already redeemed, nothing runs twice");
+            out!("     {}", again.message);
+            if let Some(seq) = again.audit_seq {
+                out!("     the refusal is recorded in the audit log as entry {seq}");
             }
-            other => anyhow::bail!("a replayed ticket was not refused: {other:?}"),
+        } else {
+            show_run(&again);
         }
     } else {
         out!("   (step 3 was not allowed, so there is no ticket)");
     }
 
-    step(8, "Verify the audit log with only the audit public key");
+    step(
+        8,
+        "Plan the rollback of step 7 from its recorded before-state, and ask the PDP about it",
+    );
+    let mut rollback_planned = false;
+    if let Some(decision_id) = &ran {
+        let plan = crate::cmd::rollback::build_plan(&ctx, decision_id)?;
+        out!(
+            "   → {} on {} with {}  (from audit entry {})",
+            plan.action,
+            plan.target,
+            serde_json::Value::Object(plan.params.clone()),
+            plan.from_audit_seq
+        );
+        let mut request = plan.request();
+        request.correlation_id = Some(format!("rollback-of-{decision_id}"));
+        let check = gate.decide(&dev, request);
+        show(&check);
+        rollback_planned = plan.params.get("replicas") == Some(&serde_json::json!(3));
+    } else {
+        out!("   (nothing ran in step 7, so there is nothing to roll back)");
+    }
+
+    step(9, "Verify the audit log with only the audit public key");
     let log = ctx.config.audit.log_path(&ctx.state_dir);
     let public =
         agentsafe_audit::keys::load_verifying_key(&KeyPurpose::Audit.public_key_path(&key_dir))?;
@@ -269,7 +292,8 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
         && injected.decision.decision == Verdict::Deny
         && moved.decision.decision == Verdict::Deny
         && approval.decision.decision == Verdict::RequireApproval
-        && replay_refused;
+        && replay_refused
+        && rollback_planned;
     out!(
         "\n{}",
         if ok {

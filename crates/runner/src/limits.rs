@@ -1,0 +1,337 @@
+//! Limits around the decision point, kept in the shared state store: operator pauses, the
+//! circuit breaker, the rate limit and cumulative risk, all charged to the root of the
+//! caller's delegation chain.
+//!
+//! The gate calls [`Controls::apply`] once per decision, after the PDP decided. Order:
+//! pause → open breaker → rate limit → cumulative risk (ALLOW only) → breaker counting
+//! (final DENY only) → approval request (final REQUIRE_APPROVAL). Any state-store failure
+//! fails closed: DENY `internal_error`.
+//!
+//! Unauthenticated callers (plain `--caller` ids, where configuration allows them) are
+//! charged under their plain id, like the root of an authenticated chain: they share the
+//! limits of any authenticated agent of the same id.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agentsafe_core::{ApprovalPolicy, Caller, Decision, ReasonCode, Risk, Timestamp, Verdict};
+use agentsafe_state::{SqliteStateStore, StateStore, Windows};
+use agentsafe_tickets::HumanDuration;
+use serde::Deserialize;
+
+use crate::context::Context;
+
+/// The `[limits]` section. Every limit is off until its table is present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The state database (default `<state_dir>/state.db`), relative to the config file.
+    pub database: Option<PathBuf>,
+    /// `[limits.rate]`: requests per window per root caller.
+    pub rate: Option<RateConfig>,
+    /// `[limits.breaker]`: denials that pause a root caller for a cooldown.
+    pub breaker: Option<BreakerConfig>,
+    /// `[limits.risk]`: cumulative risk per root caller.
+    pub risk: Option<RiskConfig>,
+}
+
+/// `[limits.rate]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Requests allowed per window.
+    pub max: u32,
+    /// The sliding window (default `1m`).
+    #[serde(default = "one_minute")]
+    pub window: HumanDuration,
+}
+
+/// `[limits.breaker]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Denials within the window that open the breaker.
+    pub denials: u32,
+    /// The sliding window (default `5m`).
+    #[serde(default = "five_minutes")]
+    pub window: HumanDuration,
+    /// How long the breaker stays open (default `15m`).
+    #[serde(default = "fifteen_minutes")]
+    pub cooldown: HumanDuration,
+}
+
+/// `[limits.risk]`: defaults as agent-safe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// The sliding window (default `1h`).
+    pub window: HumanDuration,
+    /// From this score an ALLOW becomes REQUIRE_APPROVAL (default 30).
+    pub escalate_at: u32,
+    /// From this score an ALLOW becomes DENY (default 75).
+    pub deny_at: u32,
+    /// Score per effective-risk class.
+    pub weights: RiskWeights,
+}
+
+/// `[limits.risk.weights]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskWeights {
+    /// Default 1.
+    pub low: u32,
+    /// Default 5.
+    pub medium: u32,
+    /// Default 15.
+    pub high: u32,
+    /// Default 50.
+    pub critical: u32,
+}
+
+impl Default for RiskWeights {
+    fn default() -> Self {
+        RiskWeights {
+            low: 1,
+            medium: 5,
+            high: 15,
+            critical: 50,
+        }
+    }
+}
+
+impl RiskWeights {
+    fn of(&self, r: Risk) -> u32 {
+        match r {
+            Risk::Low => self.low,
+            Risk::Medium => self.medium,
+            Risk::High => self.high,
+            Risk::Critical => self.critical,
+        }
+    }
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            window: HumanDuration::from_secs(3600),
+            escalate_at: 30,
+            deny_at: 75,
+            weights: RiskWeights::default(),
+        }
+    }
+}
+
+fn one_minute() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn five_minutes() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn fifteen_minutes() -> HumanDuration {
+    HumanDuration::from_secs(900)
+}
+
+impl LimitsConfig {
+    /// The state database path.
+    pub fn database_path(&self, base: &Path, state_dir: &Path) -> PathBuf {
+        match &self.database {
+            Some(p) => base.join(p),
+            None => state_dir.join("state.db"),
+        }
+    }
+
+    /// The windows `caller status` reports counts over.
+    pub fn windows(&self) -> Windows {
+        Windows {
+            rate: self
+                .rate
+                .as_ref()
+                .map_or(Duration::from_secs(60), |r| r.window.as_std()),
+            breaker: self
+                .breaker
+                .as_ref()
+                .map_or(Duration::from_secs(300), |b| b.window.as_std()),
+            risk: self
+                .risk
+                .as_ref()
+                .map_or(Duration::from_secs(3600), |r| r.window.as_std()),
+        }
+    }
+}
+
+/// Opens the state store of this invocation.
+///
+/// # Errors
+/// When the database cannot be opened or created.
+pub fn open_store(ctx: &Context) -> anyhow::Result<SqliteStateStore> {
+    let path = ctx
+        .config
+        .limits
+        .database_path(&ctx.config_base(), &ctx.state_dir);
+    SqliteStateStore::open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the state store `{}`: {e}", path.display()))
+}
+
+/// The key limits are charged to: the root of the delegation chain (the plain id for an
+/// unauthenticated caller without a chain).
+pub fn key_of(caller: &Caller) -> &str {
+    caller.root()
+}
+
+/// The limit checks of one gate invocation.
+#[derive(Debug)]
+pub struct Controls<'a> {
+    ctx: &'a Context,
+    store: Result<SqliteStateStore, String>,
+}
+
+impl<'a> Controls<'a> {
+    /// Opens the state store; a failure is kept and fails every decision closed.
+    pub fn open(ctx: &'a Context) -> Controls<'a> {
+        Controls {
+            ctx,
+            store: open_store(ctx).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Applies every limit to `d` and, for a final REQUIRE_APPROVAL, creates the approval
+    /// request. Returns the approval id, if one was created.
+    pub fn apply(&self, d: &mut Decision) -> Option<String> {
+        let store = match &self.store {
+            Ok(s) => s,
+            Err(e) => {
+                deny(d, ReasonCode::InternalError, e.clone());
+                return None;
+            }
+        };
+        match self.apply_limits(store, d) {
+            Ok(()) => {}
+            Err(e) => {
+                deny(
+                    d,
+                    ReasonCode::InternalError,
+                    format!("the state store failed, so nothing is allowed: {e}"),
+                );
+                return None;
+            }
+        }
+        if d.decision != Verdict::RequireApproval {
+            return None;
+        }
+        match crate::approvals::create(self.ctx, store, d) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                deny(
+                    d,
+                    ReasonCode::InternalError,
+                    format!("cannot create the approval request: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn apply_limits(
+        &self,
+        store: &SqliteStateStore,
+        d: &mut Decision,
+    ) -> Result<(), agentsafe_state::StateError> {
+        let cfg = &self.ctx.config.limits;
+        let key = key_of(&d.caller).to_owned();
+        let now = Timestamp::now();
+        let state = store.caller_state(&key, now, cfg.windows())?;
+        if let Some(p) = &state.paused {
+            deny(
+                d,
+                ReasonCode::CallerPaused,
+                format!(
+                    "caller `{key}` was paused by {} at {}: {}",
+                    p.by, p.at, p.reason
+                ),
+            );
+            return Ok(());
+        }
+        if let Some(until) = state.open_until {
+            deny(
+                d,
+                ReasonCode::CircuitOpen,
+                format!("too many recent denials: caller `{key}` is paused until {until}"),
+            );
+            return Ok(());
+        }
+        if let Some(rate) = &cfg.rate {
+            let charge = store.rate_charge(&key, now, rate.window.as_std(), rate.max)?;
+            if !charge.allowed {
+                deny(
+                    d,
+                    ReasonCode::RateLimited,
+                    format!(
+                        "caller `{key}` made {} requests in the last {}, the limit is {}",
+                        charge.count, rate.window, rate.max
+                    ),
+                );
+                return Ok(());
+            }
+        }
+        if let (Some(risk), true) = (&cfg.risk, d.is_allow()) {
+            let weight = d
+                .effective_risk
+                .map_or(risk.weights.critical, |r| risk.weights.of(r));
+            let score = store.risk_charge(&key, now, risk.window.as_std(), weight, risk.deny_at)?;
+            d.risk_score = Some(score);
+            if score >= risk.deny_at {
+                d.escalated_from = Some(Verdict::Allow);
+                deny(
+                    d,
+                    ReasonCode::RiskLimitExceeded,
+                    format!(
+                        "cumulative risk of `{key}` would be {score} in the last {}, the limit is {}",
+                        risk.window, risk.deny_at
+                    ),
+                );
+            } else if score >= risk.escalate_at {
+                d.diagnostics
+                    .push(format!("was ALLOW ({}): {}", d.reason_code, d.reason));
+                d.escalated_from = Some(Verdict::Allow);
+                d.decision = Verdict::RequireApproval;
+                d.reason_code = ReasonCode::RiskEscalated;
+                d.reason = format!(
+                    "cumulative risk of `{key}` is {score} in the last {}, approval is needed from {}",
+                    risk.window, risk.escalate_at
+                );
+                if d.approval.is_none() {
+                    d.approval = Some(ApprovalPolicy {
+                        approvers: vec!["approver".to_owned()],
+                        required: 1,
+                    });
+                }
+            }
+        }
+        if d.decision == Verdict::Deny
+            && let Some(b) = &cfg.breaker
+            && let Some(until) =
+                store.record_denial(&key, now, b.window.as_std(), b.denials, b.cooldown.as_std())?
+        {
+            d.diagnostics.push(format!(
+                "this was denial {} within {}: caller `{key}` is paused until {until}",
+                b.denials, b.window
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Turns `d` into DENY with `code`, keeping what was decided before as a diagnostic.
+fn deny(d: &mut Decision, code: ReasonCode, reason: String) {
+    if d.decision != Verdict::Deny || d.reason_code != code {
+        d.diagnostics.push(format!(
+            "was {} ({}): {}",
+            d.decision.label(),
+            d.reason_code,
+            d.reason
+        ));
+    }
+    d.decision = Verdict::Deny;
+    d.reason_code = code;
+    d.reason = reason;
+}

@@ -1,0 +1,821 @@
+//! The execution pipeline: the runner is the enforcement point between a ticket and a
+//! backend.
+//!
+//! In order: verify the ticket → redeem it exactly once → resolve credentials → run the
+//! prechecks → capture the before-state → execute → capture the after-state → diff →
+//! write the execution record (linked to the decision and ticket) → revoke the
+//! credentials → commit the receipt.
+//!
+//! Every failure is a recorded outcome. A refusal before redemption (bad ticket, replay,
+//! pending, unsupported action) is recorded and leaves the ticket untouched. After
+//! redemption the credentials are revoked on every path, including a panicking or
+//! timed-out executor, and the receipt is committed; a crash of the process leaves the
+//! ticket PENDING (`agentsafe ticket reconcile`), never executable again.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentsafe_audit::{AuditEvent, AuditLog, EventType, Redactor};
+use agentsafe_core::{
+    ActionContext, Cancel, CoreError, Credentials, Executor, Params, PrecheckResult, Timestamp,
+};
+use agentsafe_pdp::Inventory;
+use agentsafe_registry::{ActionDef, Registry};
+use agentsafe_tickets::{Outcome, Redemption, TicketStore, TicketVerifier, VerifiedTicket};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::RunnerError;
+use crate::credentials::{CredentialProvider, request_for};
+
+/// How long each executor call may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Each precheck.
+    pub precheck: Duration,
+    /// Each state capture.
+    pub capture: Duration,
+    /// The execution. When it fires the executor is cancelled, then dropped after a grace period.
+    pub execute: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            precheck: Duration::from_secs(30),
+            capture: Duration::from_secs(30),
+            execute: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Whether a run executes an action or a compensating (rollback) action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RunKind {
+    /// An ordinary execution (audit event `execution`).
+    #[default]
+    Execution,
+    /// A rollback of the execution allowed by this decision (audit event `rollback`).
+    Rollback {
+        /// The decision whose execution is compensated.
+        of_decision: String,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// The action ran and succeeded.
+    Succeeded,
+    /// The run stopped (credentials, a precheck, state capture) or the action failed.
+    Failed,
+    /// The executor panicked or timed out mid-execution: the backend state is unknown.
+    Unknown,
+    /// Nothing was redeemed: a bad ticket, a replay, a pending ticket, an unsupported action.
+    Refused,
+}
+
+impl RunOutcome {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Unknown => "unknown",
+            RunOutcome::Refused => "refused",
+        }
+    }
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a run did, as printed by `agentsafe run` and returned to library callers.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// A stable code: `executed`, `invalid_ticket`, `replayed`, `pending`,
+    /// `unknown_action`, `unsupported_action`, `store_unavailable`, `credentials_failed`,
+    /// `precheck_failed`, `state_capture_failed`, `execution_failed`, `executor_panicked`,
+    /// `timed_out`.
+    pub reason_code: &'static str,
+    /// A human explanation.
+    pub message: String,
+    /// The executor's one-line summary, when it executed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The execution record as written to the audit log (secrets redacted).
+    pub record: Value,
+    /// The audit position of the record, when it was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<u64>,
+    /// Problems after the fact (audit write, revocation, receipt commit).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl RunReport {
+    /// Whether the action ran and succeeded, and everything around it was recorded.
+    pub fn is_success(&self) -> bool {
+        self.outcome == RunOutcome::Succeeded && self.warnings.is_empty()
+    }
+}
+
+/// Why an executor call produced no answer.
+enum Trouble {
+    Panicked,
+    TimedOut,
+}
+
+/// Runs `fut` on its own task so a panic is caught, with a time limit.
+async fn guarded<T: Send + 'static>(
+    limit: Duration,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, Trouble> {
+    let mut handle = tokio::spawn(fut);
+    match tokio::time::timeout(limit, &mut handle).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(Trouble::Panicked),
+        Err(_) => {
+            handle.abort();
+            Err(Trouble::TimedOut)
+        }
+    }
+}
+
+/// As [`guarded`], but signals `cancel` when the limit fires and waits a grace period
+/// for the executor to stop before dropping it.
+async fn guarded_cancel<T: Send + 'static>(
+    limit: Duration,
+    cancel: &Cancel,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, Trouble> {
+    let mut handle = tokio::spawn(fut);
+    match tokio::time::timeout(limit, &mut handle).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(Trouble::Panicked),
+        Err(_) => {
+            cancel.cancel();
+            let grace = (limit / 10).clamp(Duration::from_millis(50), Duration::from_secs(5));
+            if tokio::time::timeout(grace, &mut handle).await.is_err() {
+                handle.abort();
+            }
+            Err(Trouble::TimedOut)
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether a state field or output key name suggests a secret.
+pub fn secret_like(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "credential",
+        "private",
+        "api_key",
+        "apikey",
+        "access_key",
+        "session_key",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// Replaces the values of keys that look secret, at any depth.
+fn redact_output(value: &Value, redactor: &Redactor) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if secret_like(k) {
+                        redactor.redact(v)
+                    } else {
+                        redact_output(v, redactor)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| redact_output(v, redactor)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// The execution record being assembled.
+#[derive(Debug)]
+struct Record {
+    outcome: RunOutcome,
+    reason_code: &'static str,
+    message: String,
+    executed: bool,
+    prechecks: Vec<Value>,
+    before: Option<Map<String, Value>>,
+    after: Option<Map<String, Value>>,
+    summary: Option<String>,
+    output: Option<Value>,
+    timings: Map<String, Value>,
+}
+
+impl Record {
+    fn fail(&mut self, outcome: RunOutcome, code: &'static str, message: String) {
+        self.outcome = outcome;
+        self.reason_code = code;
+        self.message = message;
+    }
+}
+
+/// The execution pipeline around one executor call. Borrowing its parts, it is cheap to
+/// build per run.
+#[derive(Debug)]
+pub struct Runner<'a> {
+    registry: &'a Registry,
+    inventory: Option<&'a Inventory>,
+    verifier: &'a TicketVerifier,
+    store: &'a dyn TicketStore,
+    audit: &'a AuditLog,
+    credentials: &'a dyn CredentialProvider,
+    timeouts: Timeouts,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner over these parts, with default timeouts and no inventory.
+    pub fn new(
+        registry: &'a Registry,
+        verifier: &'a TicketVerifier,
+        store: &'a dyn TicketStore,
+        audit: &'a AuditLog,
+        credentials: &'a dyn CredentialProvider,
+    ) -> Runner<'a> {
+        Runner {
+            registry,
+            inventory: None,
+            verifier,
+            store,
+            audit,
+            credentials,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Tells executors the target's type and attributes from `inventory`.
+    #[must_use]
+    pub fn with_inventory(mut self, inventory: &'a Inventory) -> Self {
+        self.inventory = Some(inventory);
+        self
+    }
+
+    /// Sets the executor time limits.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// [`Runner::run`] on a fresh single-threaded runtime, for synchronous callers.
+    ///
+    /// # Errors
+    /// Only when the runtime cannot start; every other problem is in the report.
+    pub fn run_blocking(
+        &self,
+        token: &str,
+        executor: Arc<dyn Executor>,
+        kind: &RunKind,
+    ) -> Result<RunReport, RunnerError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(RunnerError::Runtime)?;
+        Ok(rt.block_on(self.run(token, executor, kind)))
+    }
+
+    /// Runs the action a ticket allows through `executor`. See the module documentation
+    /// for the steps; every outcome, including refusals, is in the report and the audit log.
+    pub async fn run(&self, token: &str, executor: Arc<dyn Executor>, kind: &RunKind) -> RunReport {
+        let name = executor.name().to_owned();
+        let verified = match self.verifier.verify(token, Timestamp::now()) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.refuse(
+                    &name,
+                    None,
+                    kind,
+                    "invalid_ticket",
+                    format!("ticket refused ({}): {e}", e.code()),
+                );
+            }
+        };
+        let Some(def) = self.registry.get(verified.action()) else {
+            return self.refuse(
+                &name,
+                Some(&verified),
+                kind,
+                "unknown_action",
+                format!("action `{}` is not in the registry", verified.action()),
+            );
+        };
+        if !executor.supported_actions().supports(verified.action()) {
+            return self.refuse(
+                &name,
+                Some(&verified),
+                kind,
+                "unsupported_action",
+                format!(
+                    "executor `{name}` does not support action `{}`; the ticket was not redeemed",
+                    verified.action()
+                ),
+            );
+        }
+        let guard = match self.store.begin(&verified) {
+            Ok(Redemption::Execute(guard)) => guard,
+            Ok(Redemption::AlreadyCommitted(receipt)) => {
+                return self.refuse(
+                    &name,
+                    Some(&verified),
+                    kind,
+                    "replayed",
+                    format!(
+                        "ticket {} was already redeemed ({} at {}): nothing runs twice",
+                        verified.nonce(),
+                        receipt.outcome,
+                        receipt.committed_at
+                    ),
+                );
+            }
+            Ok(Redemption::Blocked { .. }) => {
+                return self.refuse(
+                    &name,
+                    Some(&verified),
+                    kind,
+                    "pending",
+                    format!(
+                        "ticket {} is PENDING: another runner is executing it, or one crashed; \
+                         check the backend, then `agentsafe ticket reconcile {}`",
+                        verified.nonce(),
+                        verified.nonce()
+                    ),
+                );
+            }
+            Err(e) => {
+                return self.refuse(
+                    &name,
+                    Some(&verified),
+                    kind,
+                    "store_unavailable",
+                    format!("cannot redeem the ticket: {e}"),
+                );
+            }
+        };
+
+        let ctx = Arc::new(self.context(&verified));
+        let total = Instant::now();
+        let started_at = Timestamp::now();
+        let mut rec = Record {
+            outcome: RunOutcome::Succeeded,
+            reason_code: "executed",
+            message: String::new(),
+            executed: false,
+            prechecks: Vec::new(),
+            before: None,
+            after: None,
+            summary: None,
+            output: None,
+            timings: Map::new(),
+        };
+        let credentials = match def.credentials() {
+            None => Ok(None),
+            Some(cdef) => request_for(cdef, &ctx.params)
+                .and_then(|req| self.credentials.issue(&req))
+                .map(Some),
+        };
+        let credentials = match credentials {
+            Ok(c) => c,
+            Err(e) => {
+                rec.fail(RunOutcome::Failed, "credentials_failed", e.to_string());
+                None
+            }
+        };
+        if rec.reason_code != "credentials_failed" {
+            let creds = credentials
+                .clone()
+                .unwrap_or_else(|| Credentials::none(Timestamp::now()));
+            self.steps(&mut rec, &executor, &ctx, def, &creds).await;
+        }
+        rec.timings
+            .insert("total_ms".into(), json!(ms(total.elapsed())));
+        if rec.outcome == RunOutcome::Succeeded && rec.message.is_empty() {
+            rec.message = rec.summary.clone().unwrap_or_else(|| "executed".into());
+        }
+
+        let body = self.body(
+            &name,
+            def,
+            &verified,
+            kind,
+            &rec,
+            started_at,
+            credentials.as_ref(),
+        );
+        let mut warnings = Vec::new();
+        let audit_seq = match self.audit.append(
+            event(kind, body.clone())
+                .with_decision_id(verified.decision_id())
+                .with_ticket_nonce(verified.nonce().to_string()),
+        ) {
+            Ok(a) => Some(a.seq),
+            Err(e) => {
+                warnings.push(format!("the execution record was not written: {e}"));
+                None
+            }
+        };
+        if let Some(c) = &credentials
+            && let Err(e) = self.credentials.revoke(c)
+        {
+            warnings.push(format!("credential revocation failed: {e}"));
+        }
+        let ticket_outcome = match rec.outcome {
+            RunOutcome::Succeeded => Outcome::Succeeded,
+            RunOutcome::Failed | RunOutcome::Refused => Outcome::Failed,
+            RunOutcome::Unknown => Outcome::Unknown,
+        };
+        let receipt = json!({
+            "executor": name,
+            "outcome": rec.outcome,
+            "reason_code": rec.reason_code,
+            "executed": rec.executed,
+            "audit_seq": audit_seq,
+            "diff": body.get("diff").cloned().unwrap_or(Value::Null),
+        });
+        if let Err(e) = guard.commit(ticket_outcome, receipt) {
+            warnings.push(format!(
+                "the receipt was not committed, the ticket stays PENDING: {e}"
+            ));
+        }
+        RunReport {
+            outcome: rec.outcome,
+            reason_code: rec.reason_code,
+            message: rec.message,
+            summary: rec.summary,
+            record: body,
+            audit_seq,
+            warnings,
+        }
+    }
+
+    fn context(&self, t: &VerifiedTicket) -> ActionContext {
+        let target = self.inventory.and_then(|i| i.get(t.target()));
+        ActionContext {
+            action: t.action().to_owned(),
+            target: t.target().to_owned(),
+            target_type: target.map(|x| x.target_type().to_owned()),
+            attributes: target.map(|x| x.attributes().clone()).unwrap_or_default(),
+            params: t.params().clone(),
+            decision_id: t.decision_id().to_string(),
+            ticket_nonce: t.nonce().to_string(),
+        }
+    }
+
+    /// Prechecks, before-state, execution, after-state.
+    async fn steps(
+        &self,
+        rec: &mut Record,
+        executor: &Arc<dyn Executor>,
+        ctx: &Arc<ActionContext>,
+        def: &ActionDef,
+        creds: &Credentials,
+    ) {
+        let started = Instant::now();
+        let mut blocking: Option<String> = None;
+        for check in def.prechecks() {
+            let (exec, c, cr, n) = (
+                Arc::clone(executor),
+                Arc::clone(ctx),
+                creds.clone(),
+                check.name().to_owned(),
+            );
+            let result = match guarded(self.timeouts.precheck, async move {
+                exec.precheck(&c, &n, &cr).await
+            })
+            .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => PrecheckResult::Failed(format!("error: {e}")),
+                Err(Trouble::Panicked) => PrecheckResult::Failed("the executor panicked".into()),
+                Err(Trouble::TimedOut) => PrecheckResult::Failed(format!(
+                    "timed out after {} ms",
+                    ms(self.timeouts.precheck)
+                )),
+            };
+            let (status, detail) = match &result {
+                PrecheckResult::Passed(d) => ("passed", d.clone()),
+                PrecheckResult::Failed(d) => ("failed", d.clone()),
+                PrecheckResult::Unsupported => (
+                    "unsupported",
+                    format!("executor `{}` cannot evaluate this check", executor.name()),
+                ),
+            };
+            rec.prechecks.push(json!({
+                "name": check.name(),
+                "advisory": check.advisory(),
+                "result": status,
+                "detail": detail,
+            }));
+            if !result.passed() && !check.advisory() && blocking.is_none() {
+                blocking = Some(format!("precheck `{}` {status}: {detail}", check.name()));
+            }
+        }
+        rec.timings
+            .insert("prechecks_ms".into(), json!(ms(started.elapsed())));
+        if let Some(why) = blocking {
+            rec.fail(RunOutcome::Failed, "precheck_failed", why);
+            return;
+        }
+
+        let started = Instant::now();
+        match self.capture(executor, ctx, creds).await {
+            Ok(state) => rec.before = Some(extract(def, &state, &ctx.params)),
+            Err(why) => {
+                rec.fail(
+                    RunOutcome::Failed,
+                    "state_capture_failed",
+                    format!("cannot capture the before-state, so nothing was executed: {why}"),
+                );
+                return;
+            }
+        }
+        rec.timings
+            .insert("capture_before_ms".into(), json!(ms(started.elapsed())));
+
+        let started = Instant::now();
+        rec.executed = true;
+        let cancel = Cancel::new();
+        let (exec, c, cr, cn) = (
+            Arc::clone(executor),
+            Arc::clone(ctx),
+            creds.clone(),
+            cancel.clone(),
+        );
+        let result = guarded_cancel(self.timeouts.execute, &cancel, async move {
+            exec.execute(&c, &cr, &cn).await
+        })
+        .await;
+        rec.timings
+            .insert("execute_ms".into(), json!(ms(started.elapsed())));
+        match result {
+            Ok(Ok(report)) => {
+                rec.summary = Some(report.summary);
+                rec.output = Some(report.output);
+            }
+            Ok(Err(CoreError::ExecutorCancelled)) | Err(Trouble::TimedOut) => rec.fail(
+                RunOutcome::Unknown,
+                "timed_out",
+                format!(
+                    "the executor did not finish within {} ms and was cancelled; the backend state is unknown",
+                    ms(self.timeouts.execute)
+                ),
+            ),
+            Ok(Err(e)) => rec.fail(
+                RunOutcome::Failed,
+                "execution_failed",
+                format!("the action failed: {e}"),
+            ),
+            Err(Trouble::Panicked) => rec.fail(
+                RunOutcome::Unknown,
+                "executor_panicked",
+                "the executor panicked mid-execution; the backend state is unknown".into(),
+            ),
+        }
+
+        let started = Instant::now();
+        match self.capture(executor, ctx, creds).await {
+            Ok(state) => rec.after = Some(extract(def, &state, &ctx.params)),
+            Err(why) => {
+                let note = format!("cannot capture the after-state: {why}");
+                if rec.message.is_empty() {
+                    rec.message = note;
+                } else {
+                    rec.message = format!("{}; {note}", rec.message);
+                }
+            }
+        }
+        rec.timings
+            .insert("capture_after_ms".into(), json!(ms(started.elapsed())));
+    }
+
+    async fn capture(
+        &self,
+        executor: &Arc<dyn Executor>,
+        ctx: &Arc<ActionContext>,
+        creds: &Credentials,
+    ) -> Result<Value, String> {
+        let (exec, c, cr) = (Arc::clone(executor), Arc::clone(ctx), creds.clone());
+        match guarded(self.timeouts.capture, async move {
+            exec.capture_state(&c, &cr).await
+        })
+        .await
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(Trouble::Panicked) => Err("the executor panicked".into()),
+            Err(Trouble::TimedOut) => {
+                Err(format!("timed out after {} ms", ms(self.timeouts.capture)))
+            }
+        }
+    }
+
+    /// The audit body of an execution record, secrets redacted, credentials absent.
+    #[expect(clippy::too_many_arguments, reason = "one private assembly step")]
+    fn body(
+        &self,
+        executor: &str,
+        def: &ActionDef,
+        t: &VerifiedTicket,
+        kind: &RunKind,
+        rec: &Record,
+        started_at: Timestamp,
+        credentials: Option<&Credentials>,
+    ) -> Value {
+        let redactor = self.audit.redactor();
+        let sensitive: BTreeSet<&str> = def.sensitive_params().collect();
+        let mut params = t.params().clone();
+        let mut redacted_params = Vec::new();
+        for (k, v) in &mut params {
+            if sensitive.contains(k.as_str()) {
+                *v = redactor.redact(v);
+                redacted_params.push(k.clone());
+            }
+        }
+        let secret_field = |name: &str| {
+            secret_like(name)
+                || sensitive.contains(name)
+                || def.tags().iter().any(|t| t == "secrets") && name == "data"
+        };
+        let mut redacted_state = BTreeSet::new();
+        let redact_state = |m: &Map<String, Value>, redacted: &mut BTreeSet<String>| -> Value {
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        if secret_field(k) {
+                            redacted.insert(k.clone());
+                            (k.clone(), redactor.redact(v))
+                        } else {
+                            (k.clone(), v.clone())
+                        }
+                    })
+                    .collect(),
+            )
+        };
+        let before = rec
+            .before
+            .as_ref()
+            .map(|m| redact_state(m, &mut redacted_state));
+        let after = rec
+            .after
+            .as_ref()
+            .map(|m| redact_state(m, &mut redacted_state));
+        let diff = match (&before, &after) {
+            (Some(Value::Object(b)), Some(Value::Object(a))) => {
+                let mut d = Map::new();
+                for (k, av) in a {
+                    let bv = b.get(k).unwrap_or(&Value::Null);
+                    if bv != av {
+                        d.insert(k.clone(), json!({"before": bv, "after": av}));
+                    }
+                }
+                Value::Object(d)
+            }
+            _ => Value::Null,
+        };
+        let output = rec.output.as_ref().map(|o| {
+            if def.tags().iter().any(|t| t == "secrets") {
+                redactor.redact(o)
+            } else {
+                redact_output(o, redactor)
+            }
+        });
+        let mut body = json!({
+            "kind": match kind { RunKind::Execution => "execution", RunKind::Rollback { .. } => "rollback" },
+            "action": t.action(),
+            "target": t.target(),
+            "caller": t.caller().id,
+            "executor": executor,
+            "outcome": rec.outcome,
+            "reason_code": rec.reason_code,
+            "message": rec.message,
+            "executed": rec.executed,
+            "params": params,
+            "prechecks": rec.prechecks,
+            "before": before,
+            "after": after,
+            "diff": diff,
+            "started_at": started_at.to_string(),
+            "timings": rec.timings,
+            "credentials_kind": credentials.map(|c| c.kind.clone()),
+        });
+        if let Some(obj) = body.as_object_mut() {
+            if let Some(s) = &rec.summary {
+                obj.insert("summary".into(), json!(s));
+            }
+            if let Some(o) = output {
+                obj.insert("output".into(), o);
+            }
+            if !redacted_params.is_empty() {
+                obj.insert("redacted_params".into(), json!(redacted_params));
+            }
+            if !redacted_state.is_empty() {
+                obj.insert("redacted_state".into(), json!(redacted_state));
+            }
+            if let RunKind::Rollback { of_decision } = kind {
+                obj.insert("rolls_back".into(), json!(of_decision));
+            }
+        }
+        body
+    }
+
+    /// Records a refusal (nothing redeemed, nothing executed) and reports it.
+    fn refuse(
+        &self,
+        executor: &str,
+        t: Option<&VerifiedTicket>,
+        kind: &RunKind,
+        code: &'static str,
+        message: String,
+    ) -> RunReport {
+        let mut body = json!({
+            "kind": match kind { RunKind::Execution => "execution", RunKind::Rollback { .. } => "rollback" },
+            "executor": executor,
+            "outcome": RunOutcome::Refused,
+            "reason_code": code,
+            "message": message,
+            "executed": false,
+        });
+        if let (Some(obj), Some(t)) = (body.as_object_mut(), t) {
+            obj.insert("action".into(), json!(t.action()));
+            obj.insert("target".into(), json!(t.target()));
+        }
+        let mut ev = event(kind, body.clone());
+        if let Some(t) = t {
+            ev = ev
+                .with_decision_id(t.decision_id())
+                .with_ticket_nonce(t.nonce().to_string());
+        }
+        let mut warnings = Vec::new();
+        let audit_seq = match self.audit.append(ev) {
+            Ok(a) => Some(a.seq),
+            Err(e) => {
+                warnings.push(format!("the refusal was not recorded: {e}"));
+                None
+            }
+        };
+        RunReport {
+            outcome: RunOutcome::Refused,
+            reason_code: code,
+            message,
+            summary: None,
+            record: body,
+            audit_seq,
+            warnings,
+        }
+    }
+}
+
+fn event(kind: &RunKind, body: Value) -> AuditEvent {
+    let ty = match kind {
+        RunKind::Execution => EventType::Execution,
+        RunKind::Rollback { .. } => EventType::Rollback,
+    };
+    AuditEvent::custom(ty, body)
+}
+
+/// The action's declared state fields, read from the backend object by path (`null`
+/// where a path does not resolve).
+pub fn extract(def: &ActionDef, object: &Value, params: &Params) -> Map<String, Value> {
+    def.state_fields()
+        .iter()
+        .map(|f| {
+            (
+                f.name().to_owned(),
+                f.path()
+                    .resolve(object, params)
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
