@@ -116,11 +116,32 @@ impl Target {
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes.get(name).map(String::as_str)
     }
+    pub(crate) fn environment_interned(&self) -> &Arc<str> {
+        &self.environment
+    }
+    pub(crate) fn type_interned(&self) -> &Arc<str> {
+        &self.target_type
+    }
     pub(crate) fn type_arc(&self) -> Arc<str> {
         Arc::clone(&self.target_type)
     }
     pub(crate) fn environment_arc(&self) -> Arc<str> {
         Arc::clone(&self.environment)
+    }
+}
+
+/// Shares one allocation per distinct name, so interned names compare by pointer.
+#[derive(Debug, Default)]
+pub(crate) struct Interner(HashMap<Arc<str>, (), foldhash::fast::RandomState>);
+
+impl Interner {
+    /// The shared allocation for `name`, created on first sight.
+    pub(crate) fn get(&mut self, name: &Arc<str>) -> Arc<str> {
+        if let Some((known, ())) = self.0.get_key_value(name) {
+            return Arc::clone(known);
+        }
+        self.0.insert(Arc::clone(name), ());
+        Arc::clone(name)
     }
 }
 
@@ -237,6 +258,14 @@ impl Inventory {
     pub fn from_targets(targets: impl IntoIterator<Item = Target>) -> Inventory {
         Inventory {
             targets: targets.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        }
+    }
+
+    /// Interns every target's environment and type name (see [`Interner`]).
+    pub(crate) fn intern(&mut self, interner: &mut Interner) {
+        for t in self.targets.values_mut() {
+            t.environment = interner.get(&t.environment);
+            t.target_type = interner.get(&t.target_type);
         }
     }
 

@@ -92,7 +92,10 @@ impl Pdp {
     }
 
     /// Builds the decision point and its rule index.
-    pub fn new(registry: Registry, policies: PolicySet, inventory: Inventory) -> Pdp {
+    pub fn new(registry: Registry, mut policies: PolicySet, mut inventory: Inventory) -> Pdp {
+        let mut interner = inventory::Interner::default();
+        inventory.intern(&mut interner);
+        policies.intern(&mut interner);
         let mut index: FastMap<String, ActionIndex> = FastMap::default();
         for action in registry.actions() {
             let entry = index

@@ -178,11 +178,13 @@ pub(crate) struct Conditions {
     pub(crate) authenticated: Option<bool>,
     pub(crate) delegated: Option<bool>,
     pub(crate) max_depth: Option<u32>,
-    pub(crate) environments: Option<Vec<String>>,
+    /// Interned by [`crate::Pdp::new`] together with the inventory's: compared by pointer.
+    pub(crate) environments: Option<Vec<Arc<str>>>,
     pub(crate) roles: Option<Vec<String>>,
     pub(crate) risks: Option<Vec<Risk>>,
     pub(crate) sensitivities: Option<Vec<Sensitivity>>,
-    pub(crate) types: Option<Vec<String>>,
+    /// Interned like `environments`.
+    pub(crate) types: Option<Vec<Arc<str>>>,
     pub(crate) agent_ids: Option<Vec<Glob>>,
     pub(crate) groups: Option<Vec<String>>,
     pub(crate) actions: Option<Vec<Glob>>,
@@ -298,15 +300,18 @@ impl Conditions {
         }
         // Unknown targets have no environment, type or labels: such conditions never hold.
         let Some(t) = target else { return false };
+        // Both sides were interned by `Pdp::new`: equal strings are the same allocation,
+        // so comparing pointers never reads the (often cold) string bytes.
         let env_ok = || {
-            self.environments
-                .as_ref()
-                .is_none_or(|envs| envs.iter().any(|e| e == t.environment()))
+            self.environments.as_ref().is_none_or(|envs| {
+                envs.iter()
+                    .any(|e| Arc::ptr_eq(e, t.environment_interned()))
+            })
         };
         let type_ok = || {
             self.types
                 .as_ref()
-                .is_none_or(|types| types.iter().any(|e| e == t.target_type()))
+                .is_none_or(|types| types.iter().any(|e| Arc::ptr_eq(e, t.type_interned())))
         };
         let labels_ok = || {
             self.labels.as_ref().is_none_or(|labels| {
@@ -412,6 +417,22 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// Replaces the environment and type names of every rule by the interned ones, so
+    /// they compare by pointer with the inventory's. Names no target has stay distinct
+    /// allocations, which correctly never compare equal.
+    pub(crate) fn intern(&mut self, interner: &mut crate::inventory::Interner) {
+        for rule in &mut self.rules {
+            for list in [&mut rule.m.environments, &mut rule.m.types]
+                .into_iter()
+                .flatten()
+            {
+                for name in list.iter_mut() {
+                    *name = interner.get(name);
+                }
+            }
+        }
+    }
+
     /// Reads every `*.toml` file directly in `dir` (sorted by name).
     ///
     /// # Errors
@@ -613,6 +634,10 @@ fn non_empty<T>(
     Some(list.into_inner())
 }
 
+fn arcs(v: Option<Vec<String>>) -> Option<Vec<Arc<str>>> {
+    v.map(|v| v.into_iter().map(Arc::from).collect())
+}
+
 fn globs(v: Option<Vec<String>>) -> Option<Vec<Glob>> {
     v.map(|v| v.iter().map(|s| Glob::new(s)).collect())
 }
@@ -626,9 +651,14 @@ fn compile(src: &Source<'_>, i: usize, m: MatchToml) -> Result<Conditions, Vec<D
         present: 0,
         actions: globs(non_empty(src, &mut p, k("actions"), m.actions)),
         target_ids: globs(non_empty(src, &mut p, k("targets.ids"), t.ids)),
-        environments: non_empty(src, &mut p, k("targets.environments"), t.environments),
+        environments: arcs(non_empty(
+            src,
+            &mut p,
+            k("targets.environments"),
+            t.environments,
+        )),
         sensitivities: non_empty(src, &mut p, k("targets.sensitivities"), t.sensitivities),
-        types: non_empty(src, &mut p, k("targets.types"), t.types),
+        types: arcs(non_empty(src, &mut p, k("targets.types"), t.types)),
         labels: None,
         known: t.known,
         agent_ids: globs(non_empty(src, &mut p, k("callers.agent_ids"), c.agent_ids)),

@@ -335,3 +335,42 @@ fn deny(d: &mut Decision, code: ReasonCode, reason: String) {
     d.reason_code = code;
     d.reason = reason;
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use std::path::Path;
+
+    #[test]
+    fn limits_are_off_by_default_and_risk_has_agent_safe_defaults() {
+        let off = crate::config::parse(Path::new("a.toml"), "").unwrap();
+        assert!(off.limits.rate.is_none() && off.limits.breaker.is_none());
+        assert!(off.limits.risk.is_none());
+        let on = crate::config::parse(
+            Path::new("a.toml"),
+            "[limits.risk]\n[limits.breaker]\ndenials = 3\n[limits.rate]\nmax = 9\n",
+        )
+        .unwrap();
+        let risk = on.limits.risk.unwrap();
+        assert_eq!((risk.escalate_at, risk.deny_at), (30, 75));
+        let w = &risk.weights;
+        assert_eq!((w.low, w.medium, w.high, w.critical), (1, 5, 15, 50));
+        assert_eq!(on.limits.breaker.unwrap().cooldown.as_secs_i64(), 900);
+        assert_eq!(on.limits.rate.unwrap().window.as_secs_i64(), 60);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        for text in [
+            "[limits]\nrates = 1\n",
+            "[limits.rate]\nmax = 1\nwindwo = \"1m\"\n",
+            "[limits.risk.weights]\nsevere = 3\n",
+            "[approvals]\nexpire = \"1h\"\n",
+            "[[notifications.webhooks]]\nurl = \"http://x\"\nkind = \"teams\"\n",
+        ] {
+            let e = crate::config::parse(Path::new("a.toml"), text);
+            assert!(e.is_err(), "{text}");
+        }
+    }
+}
