@@ -271,8 +271,9 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     /// For REQUIRE_APPROVAL: who may approve, and how many distinct approvers are needed.
+    /// Shared with the rule that decided, so a decision does not copy it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<ApprovalPolicy>,
+    pub approval: Option<Arc<ApprovalPolicy>>,
     /// The caller's cumulative risk score over the configured window, when limits apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk_score: Option<u32>,

@@ -136,7 +136,7 @@ pub struct Rule {
     pub(crate) file: String,
     pub(crate) line: usize,
     /// Who must approve, for a require_approval rule.
-    pub(crate) approval: Option<agentsafe_core::ApprovalPolicy>,
+    pub(crate) approval: Option<Arc<agentsafe_core::ApprovalPolicy>>,
 }
 
 /// Bits of [`Conditions::present`]: which conditions a rule sets.
@@ -382,7 +382,7 @@ impl Rule {
     }
     /// Who must approve, for a require_approval rule.
     pub fn approval(&self) -> Option<&agentsafe_core::ApprovalPolicy> {
-        self.approval.as_ref()
+        self.approval.as_deref()
     }
     /// The file the rule came from.
     pub fn file(&self) -> &str {
@@ -565,7 +565,7 @@ fn approval_policy(
     decision: Verdict,
     approvers: Option<Spanned<Vec<String>>>,
     required: Option<Spanned<u32>>,
-) -> Result<Option<agentsafe_core::ApprovalPolicy>, Vec<Diagnostic>> {
+) -> Result<Option<Arc<agentsafe_core::ApprovalPolicy>>, Vec<Diagnostic>> {
     let mut p = Vec::new();
     if decision != Verdict::RequireApproval {
         for (given, key) in [
@@ -607,10 +607,10 @@ fn approval_policy(
         None => 1,
     };
     if p.is_empty() {
-        Ok(Some(agentsafe_core::ApprovalPolicy {
+        Ok(Some(Arc::new(agentsafe_core::ApprovalPolicy {
             approvers: roles,
             required: count,
-        }))
+        })))
     } else {
         Err(p)
     }

@@ -165,7 +165,11 @@ match = {}
         "dev/api",
         serde_json::json!({"replicas": 1}),
     ));
-    let a = d.approval.expect("an approval requirement");
+    let a = d
+        .approval
+        .as_deref()
+        .cloned()
+        .expect("an approval requirement");
     assert_eq!(
         (a.approvers, a.required),
         (vec!["sre-lead".to_owned(), "platform-lead".to_owned()], 2)
@@ -176,7 +180,10 @@ match = {}
         serde_json::json!({"replicas": 1}),
     ));
     assert_eq!(
-        only_default.approval.map(|a| (a.approvers, a.required)),
+        only_default
+            .approval
+            .as_deref()
+            .map(|a| (a.approvers.clone(), a.required)),
         Some((vec!["approver".to_owned()], 1))
     );
 }

@@ -38,7 +38,8 @@ pub fn create(ctx: &Context, store: &dyn StateStore, d: &Decision) -> anyhow::Re
     let now = Timestamp::now();
     let policy = d
         .approval
-        .clone()
+        .as_deref()
+        .cloned()
         .unwrap_or(agentsafe_core::ApprovalPolicy {
             approvers: vec!["approver".to_owned()],
             required: 1,

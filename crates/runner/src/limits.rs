@@ -300,10 +300,10 @@ impl<'a> Controls<'a> {
                     risk.window, risk.escalate_at
                 );
                 if d.approval.is_none() {
-                    d.approval = Some(ApprovalPolicy {
+                    d.approval = Some(std::sync::Arc::new(ApprovalPolicy {
                         approvers: vec!["approver".to_owned()],
                         required: 1,
-                    });
+                    }));
                 }
             }
         }
