@@ -81,6 +81,10 @@ pub struct Target {
     description: Option<String>,
     labels: BTreeMap<String, String>,
     attributes: BTreeMap<String, String>,
+    /// By registry position: whether every attribute an action binds is a valid value for
+    /// its param, checked once by `Pdp::new` so decisions need not re-check bound values.
+    #[serde(skip)]
+    pub(crate) bound_ok: Vec<bool>,
 }
 
 impl Target {
@@ -244,6 +248,7 @@ impl Inventory {
                     description: t.description,
                     labels: t.labels,
                     attributes,
+                    bound_ok: Vec::new(),
                 },
             );
         }
@@ -259,6 +264,11 @@ impl Inventory {
         Inventory {
             targets: targets.into_iter().map(|t| (t.id.clone(), t)).collect(),
         }
+    }
+
+    /// Every target, mutably (for `Pdp::new`'s precomputation).
+    pub(crate) fn targets_mut(&mut self) -> impl Iterator<Item = &mut Target> {
+        self.targets.values_mut()
     }
 
     /// Interns every target's environment and type name (see [`Interner`]).
@@ -312,6 +322,7 @@ impl Target {
             description: None,
             labels,
             attributes,
+            bound_ok: Vec::new(),
         }
     }
 }

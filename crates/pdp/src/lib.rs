@@ -46,6 +46,8 @@ pub use crate::policy::{PolicySet, Rule};
 /// One registry action and the rules that may apply to it, as positions in evaluation order.
 #[derive(Debug)]
 struct ActionIndex {
+    /// The action's position in the registry (indexes `Target::bound_ok`).
+    pos: usize,
     /// The definition, kept here so a decision needs one lookup, not two.
     action: ActionDef,
     /// Rules naming exact agent ids, by agent id.
@@ -96,11 +98,18 @@ impl Pdp {
         let mut interner = inventory::Interner::default();
         inventory.intern(&mut interner);
         policies.intern(&mut interner);
+        for target in inventory.targets_mut() {
+            target.bound_ok = registry
+                .actions()
+                .map(|a| bound_values_valid(a, target))
+                .collect();
+        }
         let mut index: FastMap<String, ActionIndex> = FastMap::default();
-        for action in registry.actions() {
+        for (pos, action) in registry.actions().enumerate() {
             let entry = index
                 .entry(action.name().to_owned())
                 .or_insert_with(|| ActionIndex {
+                    pos,
                     action: action.clone(),
                     by_agent: FastMap::default(),
                     generic: Vec::new(),
@@ -327,7 +336,11 @@ impl Pdp {
                 return deny(d, ReasonCode::ParamTargetMismatch, reason);
             }
         }
-        match action.validate_params_owned(params) {
+        // Values bound from a known target were checked against their params once, in
+        // `Pdp::new`; every other param is checked here.
+        let bound_checked =
+            target.is_some_and(|t| t.bound_ok.get(idx.pos).copied().unwrap_or(false));
+        match action.validate_params_bound(params, bound_checked) {
             Ok(valid) => d.params = valid,
             Err((params, errors)) => {
                 d.params = params;
@@ -379,6 +392,21 @@ impl Pdp {
             }
         }
     }
+}
+
+/// Whether `target` can be bound for `action`: its type is one the action acts on, and
+/// every attribute the action binds exists and is a valid value for its param.
+fn bound_values_valid(action: &ActionDef, target: &Target) -> bool {
+    action
+        .target_types()
+        .iter()
+        .any(|t| t == target.target_type())
+        && action.params().iter().all(|p| match p.target_attr() {
+            None => true,
+            Some(attr) => target
+                .attribute(attr)
+                .is_some_and(|v| p.check_value(&serde_json::Value::from(v)).is_ok()),
+        })
 }
 
 fn display_value(v: &serde_json::Value) -> String {

@@ -189,6 +189,32 @@ match = {}
 }
 
 #[test]
+fn bound_values_that_break_their_param_are_still_refused() {
+    // The inventory itself can hold a bad value: binding must not launder it.
+    let inventory = INVENTORY.replace(
+        r#"namespace = "dev", name = "api""#,
+        r#"namespace = "Dev Space", name = "api""#,
+    );
+    let registry = Registry::from_sources(&[("scale.toml", SCALE), ("drain.toml", DRAIN)]).unwrap();
+    let pdp = Pdp::new(
+        registry,
+        PolicySet::from_sources(&[("p.toml", ALLOW_SRE)]).unwrap(),
+        Inventory::parse("inventory.toml", &inventory).unwrap(),
+    );
+    let d = pdp.decide(&req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    ));
+    assert_eq!(
+        (d.decision, d.reason_code),
+        (Verdict::Deny, ReasonCode::InvalidParams),
+        "{d:?}"
+    );
+    assert!(d.reason.contains("namespace"), "{}", d.reason);
+}
+
+#[test]
 fn default_deny_without_rules() {
     let d = pdp("").decide(&req(
         "scale-deployment",

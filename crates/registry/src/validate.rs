@@ -54,12 +54,25 @@ impl ActionDef {
     /// Messages never show the value of a sensitive param.
     pub fn validate_params_owned(
         &self,
+        params: Params,
+    ) -> Result<Params, (Params, Vec<ParamError>)> {
+        self.validate_params_bound(params, false)
+    }
+
+    /// [`ActionDef::validate_params_owned`] where the values of target-bound params
+    /// (`target_attr`) are known to be valid already, because the caller checked the
+    /// target's attributes with [`ParamDef::check_value`] and bound them itself: those
+    /// values are not checked again. Every other check runs as usual.
+    pub fn validate_params_bound(
+        &self,
         mut params: Params,
+        bound_checked: bool,
     ) -> Result<Params, (Params, Vec<ParamError>)> {
         let mut errors = Vec::new();
         let mut defaults: Vec<&ParamDef> = Vec::new();
         for def in &self.params {
             match params.get(&def.name) {
+                Some(_) if bound_checked && def.target_attr.is_some() => {}
                 Some(value) => {
                     def.check(value, &mut errors);
                 }
@@ -93,6 +106,19 @@ impl ActionDef {
 
 impl ParamDef {
     /// Checks one value; pushes every problem and says whether there was none.
+    /// Checks one value against this param's type and constraints.
+    ///
+    /// # Errors
+    /// Every problem with the value.
+    pub fn check_value(&self, value: &Value) -> Result<(), Vec<ParamError>> {
+        let mut errors = Vec::new();
+        if self.check(value, &mut errors) {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     pub(crate) fn check(&self, value: &Value, errors: &mut Vec<ParamError>) -> bool {
         let before = errors.len();
         let mut report = Reporter {
