@@ -12,7 +12,6 @@ pub struct ConfigFile {
     /// Where things are.
     #[serde(default)]
     pub paths: PathsConfig,
-    // helpers: add config sections below this line (each `#[serde(default)]`)
     /// Agent identity tokens and delegation (`[identity]`).
     #[serde(default)]
     pub identity: agentsafe_tickets::IdentityConfig,

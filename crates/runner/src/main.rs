@@ -85,7 +85,6 @@ enum Command {
     /// Plan, check and run the compensating action of an execution
     #[command(subcommand)]
     Rollback(cmd::rollback::RollbackCommand),
-    // helpers: add subcommand variants below this line
     /// Generate and list signing keys
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
@@ -157,7 +156,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(a) => cmd::project::test(a, &ctx),
         Command::Run(a) => cmd::run::run(a, &ctx),
         Command::Rollback(c) => cmd::rollback::run(c, &ctx),
-        // helpers: add dispatch arms below this line
         Command::Keys(c) => cmd::keys::run(c, &ctx),
         Command::Token(c) => cmd::token::run(c, &ctx),
         Command::Ticket(c) => cmd::ticket::run(c, &ctx),

@@ -154,19 +154,7 @@ fn verify(args: VerifyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(exit::ALLOW))
         }
-        Err(e) => {
-            if ctx.json() {
-                let doc = serde_json::json!({
-                    "valid": false,
-                    "reason": e.code(),
-                    "message": e.to_string(),
-                });
-                out!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                out!("invalid ticket ({}): {e}", e.code());
-            }
-            Ok(ExitCode::from(exit::ERROR))
-        }
+        Err(e) => super::print_invalid(ctx, "ticket", e.code(), None, &e.to_string()),
     }
 }
 

@@ -116,20 +116,13 @@ pub fn run(cmd: TokenCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                     }
                     Ok(ExitCode::from(exit::ALLOW))
                 }
-                Err(e) => {
-                    if ctx.json() {
-                        let doc = serde_json::json!({
-                            "valid": false,
-                            "reason": e.code(),
-                            "reason_code": e.reason_code(),
-                            "message": e.to_string(),
-                        });
-                        out!("{}", serde_json::to_string_pretty(&doc)?);
-                    } else {
-                        out!("invalid identity token ({}): {e}", e.code());
-                    }
-                    Ok(ExitCode::from(exit::ERROR))
-                }
+                Err(e) => super::print_invalid(
+                    ctx,
+                    "identity token",
+                    e.code(),
+                    Some(e.reason_code()),
+                    &e.to_string(),
+                ),
             }
         }
         TokenCommand::Delegate(args) => {
