@@ -186,3 +186,52 @@ fn the_demo_runs_a_ticket_refuses_its_replay_and_plans_the_rollback() {
         );
     }
 }
+
+#[test]
+fn sensitive_params_never_reach_the_audit_log_through_check_and_run() {
+    let p = project();
+    let secret = "hunter2-do-not-log";
+    let params = format!(r#"{{"payload": {{"api_key": "{secret}"}}}}"#);
+    let check = run_in(
+        p.path(),
+        &[
+            "check",
+            "lambda-invoke-function",
+            "--target",
+            "staging/thumbnailer",
+            "--caller",
+            "agent-1",
+            "--role",
+            "developer",
+            "--params",
+            &params,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(check.code, 0, "{check:?}");
+    let ticket = check.json()["ticket"]
+        .as_str()
+        .expect("an ALLOW has a ticket")
+        .to_owned();
+    let ran = run_in(
+        p.path(),
+        &["run", &ticket, "--executor", "dry-run", "--output", "json"],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
+        "the run's output shows the secret: {ran:?}"
+    );
+    let log = std::fs::read_to_string(p.path().join(".agentsafe-test-state/audit.jsonl")).unwrap();
+    assert!(
+        log.contains("\"event\":\"decision\"") && log.contains("\"event\":\"execution\""),
+        "{log}"
+    );
+    assert!(
+        !log.contains(secret),
+        "the audit log holds the secret:\n{log}"
+    );
+    // Redacted, not dropped: the record keeps a keyed HMAC of the value.
+    assert!(log.contains("hmac-sha256:"), "{log}");
+}
