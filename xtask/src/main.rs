@@ -112,8 +112,37 @@ fn test() -> anyhow::Result<()> {
     run("cargo test (unit, integration, end to end)", c)
 }
 
+/// Tools the tests run besides cargo: installed from Debian's packages when missing, so a
+/// fresh machine passes without anything installed by hand.
+fn ensure_tools() -> anyhow::Result<()> {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if have("openssl") {
+        return Ok(());
+    }
+    eprintln!(
+        "==> installing openssl (the ticket interoperability test verifies our tokens with it)"
+    );
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-q"]);
+    run("apt-get update", update)?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "-q", "--no-install-recommends", "openssl"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    run("apt-get install openssl", install)?;
+    if !have("openssl") {
+        bail!("`openssl` is still missing after apt-get install");
+    }
+    Ok(())
+}
+
 fn ci() -> anyhow::Result<()> {
     let started = Instant::now();
+    ensure_tools()?;
     fmt_check()?;
     clippy()?;
     test()?;
