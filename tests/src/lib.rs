@@ -100,15 +100,32 @@ impl From<Output> for Run {
 ///
 /// # Panics
 /// When the process cannot start.
-#[expect(clippy::panic, reason = "test helper")]
 pub fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(agentsafe_bin())
-        .args(args)
+    run_in_with(dir, args, Some(&dir.join(".agentsafe-test-state")))
+}
+
+/// Like [`run_in`], but the project's own `state_dir` setting applies (no
+/// `AGENTSAFE_STATE_DIR`): for tests of where state goes and what happens when it cannot.
+///
+/// # Panics
+/// When the process cannot start.
+pub fn run_in_project_state(dir: &Path, args: &[&str]) -> Run {
+    run_in_with(dir, args, None)
+}
+
+#[expect(clippy::panic, reason = "test helper")]
+fn run_in_with(dir: &Path, args: &[&str], state_dir: Option<&Path>) -> Run {
+    let mut cmd = Command::new(agentsafe_bin());
+    cmd.args(args)
         .current_dir(dir)
         .env_remove("AGENTSAFE_CONFIG")
         .env_remove("AGENTSAFE_TOKEN")
-        .env("AGENTSAFE_STATE_DIR", dir.join(".agentsafe-test-state"))
-        .env("AGENTSAFE_KEY_DIR", dir.join(".agentsafe-test-keys"))
+        .env_remove("AGENTSAFE_STATE_DIR")
+        .env("AGENTSAFE_KEY_DIR", dir.join(".agentsafe-test-keys"));
+    if let Some(state) = state_dir {
+        cmd.env("AGENTSAFE_STATE_DIR", state);
+    }
+    let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run agentsafe: {e}"));
     Run::from(out)

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use agentsafe_e2e::{Run, run_in};
+use agentsafe_e2e::{Run, run_in, run_in_project_state};
 
 /// A scaffolded project with keys, in a temporary folder.
 fn project() -> tempfile::TempDir {
@@ -27,19 +27,27 @@ fn set_config(dir: &Path, from: &str, to: &str) {
     std::fs::write(&path, text.replace(from, to)).unwrap();
 }
 
-fn scale_staging(dir: &Path, who: &[&str]) -> Run {
-    let mut args = vec![
-        "check",
-        "scale-deployment",
-        "--target",
-        "staging/api-server",
-        "--params",
-        r#"{"replicas":3}"#,
-        "--output",
-        "json",
-    ];
+/// `check` of a routine staging change (ALLOW for a developer), as JSON.
+const SCALE_STAGING: [&str; 8] = [
+    "check",
+    "scale-deployment",
+    "--target",
+    "staging/api-server",
+    "--params",
+    r#"{"replicas":3}"#,
+    "--output",
+    "json",
+];
+
+/// `SCALE_STAGING` by the caller the flags in `who` name.
+fn scale_staging_args<'a>(who: &[&'a str]) -> Vec<&'a str> {
+    let mut args = SCALE_STAGING.to_vec();
     args.extend_from_slice(who);
-    run_in(dir, &args)
+    args
+}
+
+fn scale_staging(dir: &Path, who: &[&str]) -> Run {
+    run_in(dir, &scale_staging_args(who))
 }
 
 fn token(dir: &Path, args: &[&str]) -> String {
@@ -213,22 +221,9 @@ fn an_unwritable_audit_log_turns_every_decision_into_deny() {
         "state_dir = \".agentsafe\"",
         "state_dir = \"blocked\"",
     );
-    let out = run_in_without_state_override(
+    let out = run_in_project_state(
         p.path(),
-        &[
-            "check",
-            "scale-deployment",
-            "--target",
-            "staging/api-server",
-            "--caller",
-            "a",
-            "--role",
-            "developer",
-            "--params",
-            r#"{"replicas":3}"#,
-            "--output",
-            "json",
-        ],
+        &scale_staging_args(&["--caller", "a", "--role", "developer"]),
     );
     assert_eq!(out.code, 3, "{out:?}");
     let d = out.json();
@@ -251,21 +246,8 @@ fn on_audit_failure_allow_is_explicit_and_counted() {
         "state_dir = \".agentsafe\"",
         "state_dir = \"state\"",
     );
-    let args = [
-        "check",
-        "scale-deployment",
-        "--target",
-        "staging/api-server",
-        "--caller",
-        "a",
-        "--role",
-        "developer",
-        "--params",
-        r#"{"replicas":3}"#,
-        "--output",
-        "json",
-    ];
-    let denied = run_in_without_state_override(p.path(), &args);
+    let args = scale_staging_args(&["--caller", "a", "--role", "developer"]);
+    let denied = run_in_project_state(p.path(), &args);
     assert_eq!(denied.code, 3, "fail closed by default: {denied:?}");
     assert_eq!(denied.json()["reason_code"], "audit_unavailable");
 
@@ -274,7 +256,7 @@ fn on_audit_failure_allow_is_explicit_and_counted() {
         "on_audit_failure = \"deny\"",
         "on_audit_failure = \"allow\"",
     );
-    let allowed = run_in_without_state_override(p.path(), &args);
+    let allowed = run_in_project_state(p.path(), &args);
     assert_eq!(allowed.code, 0, "{allowed:?}");
     let d = allowed.json();
     assert!(
@@ -286,25 +268,11 @@ fn on_audit_failure_allow_is_explicit_and_counted() {
     // Once the disk is back, `audit stats` shows both failures.
     std::fs::remove_file(state.join("audit.jsonl")).unwrap();
     std::fs::write(state.join("audit.jsonl"), "").unwrap();
-    let stats = run_in_without_state_override(p.path(), &["audit", "stats", "--output", "json"]);
+    let stats = run_in_project_state(p.path(), &["audit", "stats", "--output", "json"]);
     assert!(
         stats.stdout.contains("\"failures\": 2") || stats.stdout.contains("\"failures\":2"),
         "{stats:?}"
     );
-}
-
-/// Like `run_in`, but lets the project's own `state_dir` setting apply.
-fn run_in_without_state_override(dir: &Path, args: &[&str]) -> Run {
-    let out = std::process::Command::new(agentsafe_e2e::agentsafe_bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AGENTSAFE_CONFIG")
-        .env_remove("AGENTSAFE_STATE_DIR")
-        .env_remove("AGENTSAFE_TOKEN")
-        .env("AGENTSAFE_KEY_DIR", dir.join(".agentsafe-test-keys"))
-        .output()
-        .unwrap();
-    Run::from(out)
 }
 
 #[test]
