@@ -45,6 +45,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("agentsafe-testkit", &["agentsafe-core"]),
+    ("agentsafe-executor-k8s", &["agentsafe-core"]),
+    ("agentsafe-executor-aws", &["agentsafe-core"]),
     (
         "agentsafe-example-custom-executor",
         &[

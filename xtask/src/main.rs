@@ -10,6 +10,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
+mod k8s;
+mod moto;
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -30,6 +33,10 @@ fn real_main() -> anyhow::Result<()> {
         Some("lint") => clippy(),
         Some("test") => test(),
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
+        Some("k8s-up") => k8s::up().map(|_| ()),
+        Some("k8s-down") => k8s::down(),
+        Some("moto-up") => moto::up().map(|_| ()),
+        Some("moto-down") => moto::down(),
         Some("help") | None => {
             help();
             Ok(())
@@ -49,7 +56,11 @@ fn help() {
          fmt     cargo fmt --check\n  \
          lint    cargo clippy --workspace --all-targets -D warnings\n  \
          test    all tests of the workspace\n  \
-         bench   benchmarks (release build); prints the figures the issues ask for"
+         bench   benchmarks (release build); prints the figures the issues ask for\n  \
+         k8s-up     build (once, cached) and start etcd + kube-apiserver 1.20 on loopback\n  \
+         k8s-down   stop them\n  \
+         moto-up    install (once, cached) and start moto's AWS emulator on loopback, seeded\n  \
+         moto-down  stop it"
     );
 }
 

@@ -1,0 +1,2 @@
+//! The AWS executor (work in progress in this commit: the crate exists so the workspace
+//! layout is fixed; the implementation follows).
