@@ -33,7 +33,10 @@ fn real_main() -> anyhow::Result<()> {
         Some("lint") => clippy(),
         Some("test") => test(),
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
+        Some("k8s-build") => k8s::ensure_packages().and_then(|()| k8s::ensure_binaries()),
         Some("k8s-up") => k8s::up().map(|_| ()),
+        Some("k8s-test") => live_k8s(),
+        Some("moto-test") => live_aws(),
         Some("k8s-down") => k8s::down(),
         Some("moto-up") => moto::up().map(|_| ()),
         Some("moto-down") => moto::down(),
@@ -52,15 +55,18 @@ fn help() {
     eprintln!(
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
-         ci      everything CI runs: fmt, clippy -D warnings, all tests\n  \
-         fmt     cargo fmt --check\n  \
-         lint    cargo clippy --workspace --all-targets -D warnings\n  \
-         test    all tests of the workspace\n  \
-         bench   benchmarks (release build); prints the figures the issues ask for\n  \
+         ci         everything CI runs: fmt, clippy -D warnings, all tests, real-server tests\n  \
+         fmt        cargo fmt --check\n  \
+         lint       cargo clippy --workspace --all-targets -D warnings\n  \
+         test       all tests of the workspace\n  \
+         bench      benchmarks (release build); prints the figures the issues ask for\n  \
+         k8s-build  build kube-apiserver 1.20 from Debian's source (once; cached)\n  \
          k8s-up     build (once, cached) and start etcd + kube-apiserver 1.20 on loopback\n  \
+         k8s-test   k8s-up, the Kubernetes real-server tests, k8s-down\n  \
          k8s-down   stop them\n  \
          moto-up    install (once, cached) and start moto's AWS emulator on loopback, seeded\n  \
-         moto-down  stop it"
+         moto-down  stop it\n  \
+         moto-test  moto-up, the AWS and S3 real-server tests, moto-down"
     );
 }
 
@@ -123,42 +129,141 @@ fn test() -> anyhow::Result<()> {
     run("cargo test (unit, integration, end to end)", c)
 }
 
-/// Tools the tests run besides cargo: installed from Debian's packages when missing, so a
-/// fresh machine passes without anything installed by hand.
-fn ensure_tools() -> anyhow::Result<()> {
-    let have = |tool: &str| {
-        Command::new(tool)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if have("openssl") {
+/// Whether `tool` is an executable on `PATH`.
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// Installs, from Debian's packages, each `(tool, package)` whose tool is not on `PATH`,
+/// in one apt-get run, so a fresh machine passes without anything installed by hand.
+///
+/// # Errors
+/// When apt-get fails or a tool is still missing afterwards.
+pub(crate) fn apt_install(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&(&str, &str)> = tools.iter().filter(|(tool, _)| !on_path(tool)).collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    eprintln!(
-        "==> installing openssl (the ticket interoperability test verifies our tokens with it)"
-    );
+    let packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
     let mut update = Command::new("apt-get");
     update.args(["update", "-q"]);
     run("apt-get update", update)?;
     let mut install = Command::new("apt-get");
-    install.args(["install", "-y", "-q", "--no-install-recommends", "openssl"]);
+    install
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&packages);
     install.env("DEBIAN_FRONTEND", "noninteractive");
-    run("apt-get install openssl", install)?;
-    if !have("openssl") {
-        bail!("`openssl` is still missing after apt-get install");
+    run(&format!("apt-get install {}", packages.join(" ")), install)?;
+    if let Some((tool, package)) = missing.iter().find(|(tool, _)| !on_path(tool)) {
+        bail!("`{tool}` is still missing after apt-get install {package}");
     }
     Ok(())
+}
+
+/// Tools the tests run besides cargo: openssl (the ticket interoperability test verifies
+/// our tokens with it) and what the Kubernetes API server build and start need.
+fn ensure_tools() -> anyhow::Result<()> {
+    k8s::ensure_packages()
 }
 
 fn ci() -> anyhow::Result<()> {
     let started = Instant::now();
     ensure_tools()?;
+    // The API server build is long the first time (cached afterwards): it runs while
+    // cargo builds and tests, and the real-server stage waits for it.
+    let k8s_build = std::thread::spawn(k8s::ensure_binaries);
     fmt_check()?;
     clippy()?;
     test()?;
+    k8s_build
+        .join()
+        .map_err(|_| anyhow::anyhow!("the kube-apiserver build thread panicked"))??;
+    live_k8s()?;
+    live_aws()?;
     eprintln!("ci: all green in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Stops a server on every path out of a stage, failures included.
+struct Stop(fn() -> anyhow::Result<()>, &'static str);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Err(e) = (self.0)() {
+            eprintln!("xtask: stopping {} failed: {e:#}", self.1);
+        }
+    }
+}
+
+/// Reads `KEY=VALUE` lines.
+fn env_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect())
+}
+
+/// Runs the ignored (real-server) tests of each `(package, test target)` with `env`.
+fn live_tests(
+    what: &str,
+    env: &[(String, String)],
+    targets: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    for (package, target) in targets {
+        let mut c = cargo();
+        c.args([
+            "test",
+            "--locked",
+            "-p",
+            package,
+            "--test",
+            target,
+            "--",
+            "--ignored",
+        ]);
+        c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        run(&format!("{what}: {package} --test {target}"), c)?;
+    }
+    Ok(())
+}
+
+/// The Kubernetes executor against a real kube-apiserver: started, tested, stopped.
+fn live_k8s() -> anyhow::Result<()> {
+    let kubeconfig = k8s::up()?;
+    let _stop = Stop(k8s::down, "the Kubernetes API server");
+    let env = [("KUBECONFIG".to_owned(), kubeconfig.display().to_string())];
+    live_tests(
+        "real kube-apiserver",
+        &env,
+        &[("agentsafe-executor-k8s", "live"), ("agentsafe-e2e", "k8s")],
+    )
+}
+
+/// The AWS executor and S3 audit shipping against moto: started, seeded, tested, stopped.
+fn live_aws() -> anyhow::Result<()> {
+    let env_path = moto::up()?;
+    let _stop = Stop(moto::down, "moto");
+    let env = env_file(&env_path)?;
+    live_tests(
+        "moto",
+        &env,
+        &[
+            ("agentsafe-executor-aws", "live"),
+            ("agentsafe-e2e", "aws"),
+            ("agentsafe-audit", "s3"),
+            ("agentsafe-e2e", "audit_s3"),
+        ],
+    )
 }
 
 fn bench(extra: &[String]) -> anyhow::Result<()> {

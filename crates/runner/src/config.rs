@@ -33,16 +33,39 @@ pub struct ConfigFile {
     /// Webhooks notified about approval requests (`[notifications]`).
     #[serde(default)]
     pub notifications: crate::notify::NotificationsConfig,
+    /// How the built-in executors reach their backends (`[executors.k8s]`, `[executors.aws]`).
+    #[serde(default)]
+    #[cfg_attr(
+        not(any(feature = "k8s", feature = "aws")),
+        expect(dead_code, reason = "read only by the k8s and aws executors")
+    )]
+    pub executors: ExecutorsConfig,
+}
+
+/// The `[executors]` section: one table per built-in backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorsConfig {
+    /// The Kubernetes executor (`--executor k8s`): kubeconfig, context, in-cluster.
+    #[cfg(feature = "k8s")]
+    pub k8s: agentsafe_executor_k8s::K8sConfig,
+    /// The AWS executor (`--executor aws`): endpoint override, profile, waits.
+    #[cfg(feature = "aws")]
+    pub aws: agentsafe_executor_aws::AwsConfig,
 }
 
 /// Where `agentsafe run` gets credentials from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialSource {
-    /// Simulated credentials for the dry-run executor, the environment/file provider for
-    /// any other.
+    /// Simulated credentials for the dry-run executor; for any other, the environment/file
+    /// provider when it has a credential of the kind, else the executor's own
+    /// configuration (`ambient`).
     #[default]
     Auto,
+    /// No secret from agentsafe: the executor authenticates with its own configuration
+    /// (the kubeconfig's user, the AWS default credential chain).
+    Ambient,
     /// Random in-memory credentials that no backend accepts.
     Simulated,
     /// `AGENTSAFE_CREDENTIALS_<KIND>`, else `credentials_dir/<kind>`.

@@ -254,6 +254,7 @@ impl CredentialProvider for SimulatedProvider {
 #[derive(Debug)]
 pub struct EnvFileProvider {
     dir: Option<PathBuf>,
+    ambient_fallback: bool,
     leases: Leases,
 }
 
@@ -262,8 +263,18 @@ impl EnvFileProvider {
     pub fn new(dir: Option<PathBuf>) -> EnvFileProvider {
         EnvFileProvider {
             dir,
+            ambient_fallback: false,
             leases: Leases::default(),
         }
+    }
+
+    /// When neither the variable nor the file of a kind exists, issue ambient credentials
+    /// (see [`AmbientProvider`]) instead of failing. A file that exists but cannot be read
+    /// is still an error.
+    #[must_use]
+    pub fn or_ambient(mut self) -> EnvFileProvider {
+        self.ambient_fallback = true;
+        self
     }
 
     fn variable(kind: &str) -> String {
@@ -282,6 +293,16 @@ impl CredentialProvider for EnvFileProvider {
     fn issue(&self, request: &CredentialRequest) -> Result<Credentials, RunnerError> {
         let var = EnvFileProvider::variable(&request.kind);
         let from_env = std::env::var(&var).ok().filter(|v| !v.is_empty());
+        let file_absent = |dir: &PathBuf| {
+            matches!(
+                std::fs::symlink_metadata(dir.join(&request.kind)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            )
+        };
+        if from_env.is_none() && self.ambient_fallback && self.dir.as_ref().is_none_or(file_absent)
+        {
+            return Ok(ambient(request, &self.leases));
+        }
         let secret = match (from_env, &self.dir) {
             (Some(s), _) => s,
             (None, Some(dir)) => {
@@ -322,6 +343,49 @@ impl CredentialProvider for EnvFileProvider {
             lease_id: id,
             secret: Secret::new(secret),
         })
+    }
+
+    fn revoke(&self, credentials: &Credentials) -> Result<(), RunnerError> {
+        self.leases.remove(&credentials.lease_id);
+        Ok(())
+    }
+}
+
+/// Credentials that carry no secret: the executor authenticates with its own
+/// configuration (the kubeconfig's user, the AWS default credential chain). The kind,
+/// scope and expiry are still recorded, so the audit log shows what the run was meant to be
+/// limited to; limiting the ambient identity itself is the platform's job (RBAC, IAM).
+#[derive(Debug, Default)]
+pub struct AmbientProvider {
+    leases: Leases,
+}
+
+impl AmbientProvider {
+    /// A provider handing out ambient credentials.
+    pub fn new() -> AmbientProvider {
+        AmbientProvider::default()
+    }
+}
+
+fn ambient(request: &CredentialRequest, leases: &Leases) -> Credentials {
+    let id = lease_id();
+    leases.add(&id);
+    Credentials {
+        kind: request.kind.clone(),
+        scope: request.scope.clone(),
+        expires_at: expiry(request.ttl),
+        lease_id: id,
+        secret: Secret::new(""),
+    }
+}
+
+impl CredentialProvider for AmbientProvider {
+    fn name(&self) -> &str {
+        "ambient"
+    }
+
+    fn issue(&self, request: &CredentialRequest) -> Result<Credentials, RunnerError> {
+        Ok(ambient(request, &self.leases))
     }
 
     fn revoke(&self, credentials: &Credentials) -> Result<(), RunnerError> {

@@ -11,7 +11,9 @@ pub mod executors;
 pub mod pipeline;
 pub mod rollback;
 
-pub use credentials::{CredentialProvider, CredentialRequest, EnvFileProvider, SimulatedProvider};
+pub use credentials::{
+    AmbientProvider, CredentialProvider, CredentialRequest, EnvFileProvider, SimulatedProvider,
+};
 pub use error::RunnerError;
 pub use executors::dry_run::DryRunExecutor;
 pub use pipeline::{RunKind, RunOutcome, RunReport, Runner, Timeouts};

@@ -2,7 +2,8 @@
 //! backend.
 //!
 //! In order: verify the ticket → redeem it exactly once → resolve credentials → run the
-//! prechecks → capture the before-state → execute → capture the after-state → diff →
+//! prechecks → capture the before-state (an absent object is all nulls) → the backend's
+//! own dry run where it offers one (`server_dry_run`) → execute → capture the after-state → diff →
 //! write the execution record (linked to the decision and ticket) → revoke the
 //! credentials → commit the receipt.
 //!
@@ -218,6 +219,18 @@ fn redact_output(value: &Value, redactor: &Redactor) -> Value {
     }
 }
 
+/// The precheck entry the backend's dry run is recorded under.
+pub const SERVER_DRY_RUN: &str = "server_dry_run";
+
+/// Why a state capture returned no object.
+#[derive(Debug)]
+enum Captured {
+    /// The backend says the object does not exist.
+    Absent,
+    /// Anything else: the message.
+    Failed(String),
+}
+
 /// The execution record being assembled.
 #[derive(Debug)]
 struct Record {
@@ -298,8 +311,9 @@ impl<'a> Runner<'a> {
         executor: Arc<dyn Executor>,
         kind: &RunKind,
     ) -> Result<RunReport, RunnerError> {
+        // I/O too: the Kubernetes and AWS executors talk HTTP on this runtime.
         let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()
             .map_err(RunnerError::Runtime)?;
         Ok(rt.block_on(self.run(token, executor, kind)))
@@ -550,7 +564,9 @@ impl<'a> Runner<'a> {
         let started = Instant::now();
         match self.capture(executor, ctx, creds).await {
             Ok(state) => rec.before = Some(extract(def, &state, &ctx.params)),
-            Err(why) => {
+            // Nothing there yet (a namespace about to be created): every field is null.
+            Err(Captured::Absent) => rec.before = Some(extract(def, &Value::Null, &ctx.params)),
+            Err(Captured::Failed(why)) => {
                 rec.fail(
                     RunOutcome::Failed,
                     "state_capture_failed",
@@ -561,6 +577,50 @@ impl<'a> Runner<'a> {
         }
         rec.timings
             .insert("capture_before_ms".into(), json!(ms(started.elapsed())));
+
+        // The backend's own validation of the change (Kubernetes `dryRun=All`, EC2
+        // `DryRun`), where it offers one: a refusal stops the run before anything changes.
+        let started = Instant::now();
+        let (exec, c, cr) = (Arc::clone(executor), Arc::clone(ctx), creds.clone());
+        let dry = guarded(self.timeouts.precheck, async move {
+            exec.dry_run(&c, &cr).await
+        })
+        .await;
+        let refusal = match dry {
+            Ok(Ok(None)) => None,
+            Ok(Ok(Some(_))) => {
+                rec.prechecks.push(json!({
+                    "name": SERVER_DRY_RUN,
+                    "advisory": false,
+                    "result": "passed",
+                    "detail": "the backend accepted the change in a dry run",
+                }));
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(Trouble::Panicked) => Some("the executor panicked".into()),
+            Err(Trouble::TimedOut) => {
+                Some(format!("timed out after {} ms", ms(self.timeouts.precheck)))
+            }
+        };
+        rec.timings
+            .insert("dry_run_ms".into(), json!(ms(started.elapsed())));
+        if let Some(why) = refusal {
+            rec.prechecks.push(json!({
+                "name": SERVER_DRY_RUN,
+                "advisory": false,
+                "result": "failed",
+                "detail": why,
+            }));
+            rec.fail(
+                RunOutcome::Failed,
+                "dry_run_refused",
+                format!(
+                    "the backend refused the change in a dry run, so nothing was executed: {why}"
+                ),
+            );
+            return;
+        }
 
         let started = Instant::now();
         rec.executed = true;
@@ -605,7 +665,9 @@ impl<'a> Runner<'a> {
         let started = Instant::now();
         match self.capture(executor, ctx, creds).await {
             Ok(state) => rec.after = Some(extract(def, &state, &ctx.params)),
-            Err(why) => {
+            // Gone (a deleted pod or namespace): every field is null.
+            Err(Captured::Absent) => rec.after = Some(extract(def, &Value::Null, &ctx.params)),
+            Err(Captured::Failed(why)) => {
                 let note = format!("cannot capture the after-state: {why}");
                 if rec.message.is_empty() {
                     rec.message = note;
@@ -623,7 +685,7 @@ impl<'a> Runner<'a> {
         executor: &Arc<dyn Executor>,
         ctx: &Arc<ActionContext>,
         creds: &Credentials,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, Captured> {
         let (exec, c, cr) = (Arc::clone(executor), Arc::clone(ctx), creds.clone());
         match guarded(self.timeouts.capture, async move {
             exec.capture_state(&c, &cr).await
@@ -631,11 +693,13 @@ impl<'a> Runner<'a> {
         .await
         {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(Trouble::Panicked) => Err("the executor panicked".into()),
-            Err(Trouble::TimedOut) => {
-                Err(format!("timed out after {} ms", ms(self.timeouts.capture)))
-            }
+            Ok(Err(CoreError::ExecutorNotFound(_))) => Err(Captured::Absent),
+            Ok(Err(e)) => Err(Captured::Failed(e.to_string())),
+            Err(Trouble::Panicked) => Err(Captured::Failed("the executor panicked".into())),
+            Err(Trouble::TimedOut) => Err(Captured::Failed(format!(
+                "timed out after {} ms",
+                ms(self.timeouts.capture)
+            ))),
         }
     }
 

@@ -83,7 +83,7 @@ pub fn run(cmd: RollbackCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             let executor = a
                 .executor
                 .unwrap_or_else(|| ctx.config.runner.executor.clone());
-            if executor != agentsafe_runner::executors::dry_run::NAME {
+            if !agentsafe_runner::executors::is_built_in(&executor) {
                 anyhow::bail!(agentsafe_runner::executors::unavailable(&executor));
             }
             let plan = build_plan(ctx, &a.decision_id)?;

@@ -8,8 +8,8 @@ use agentsafe_core::Executor;
 use agentsafe_pdp::Pdp;
 use agentsafe_runner::executors::{self, dry_run};
 use agentsafe_runner::{
-    CredentialProvider, DryRunExecutor, EnvFileProvider, RunKind, RunReport, Runner,
-    SimulatedProvider,
+    AmbientProvider, CredentialProvider, DryRunExecutor, EnvFileProvider, RunKind, RunReport,
+    Runner, SimulatedProvider,
 };
 use agentsafe_tickets::{KeySet, SqliteTicketStore, TicketVerifier};
 
@@ -22,8 +22,8 @@ use crate::exit;
 pub struct RunArgs {
     /// The ticket from an ALLOW (`check --output json` prints it), or `-` to read stdin.
     pub ticket: String,
-    /// The executor: `dry-run` (built in), `k8s` and `aws` (not built in yet).
-    /// Default: `[runner] executor`, else `dry-run`.
+    /// The executor: `dry-run` (a simulator), `k8s` (Kubernetes, `[executors.k8s]`) or
+    /// `aws` (`[executors.aws]`). Default: `[runner] executor`, else `dry-run`.
     #[arg(long)]
     pub executor: Option<String>,
 }
@@ -31,13 +31,28 @@ pub struct RunArgs {
 /// The executor called `name`, or a clear error when this binary does not have it.
 ///
 /// # Errors
-/// For `k8s`, `aws` (later issues) and unknown names.
+/// For names this build does not have, and for a backend configuration that cannot be
+/// read (a missing kubeconfig, an invalid endpoint): nothing is redeemed then.
 pub fn open_executor(name: &str, ctx: &Context, pdp: &Pdp) -> anyhow::Result<Arc<dyn Executor>> {
     if name == dry_run::NAME {
         return Ok(Arc::new(DryRunExecutor::new(
             &ctx.state_dir,
             Arc::new(pdp.registry().clone()),
         )));
+    }
+    #[cfg(feature = "k8s")]
+    if name == agentsafe_executor_k8s::NAME {
+        let mut config = ctx.config.executors.k8s.clone();
+        config.kubeconfig = config.kubeconfig.map(|p| ctx.config_base().join(p));
+        let exec = agentsafe_executor_k8s::K8sExecutor::new(config)
+            .map_err(|e| anyhow::anyhow!("[executors.k8s]: {e}"))?;
+        return Ok(Arc::new(exec));
+    }
+    #[cfg(feature = "aws")]
+    if name == agentsafe_executor_aws::NAME {
+        let exec = agentsafe_executor_aws::AwsExecutor::new(ctx.config.executors.aws.clone())
+            .map_err(|e| anyhow::anyhow!("[executors.aws]: {e}"))?;
+        return Ok(Arc::new(exec));
     }
     anyhow::bail!(executors::unavailable(name))
 }
@@ -51,8 +66,9 @@ fn provider(ctx: &Context, executor: &str) -> Box<dyn CredentialProvider> {
     match cfg.credentials {
         CredentialSource::Simulated => Box::new(SimulatedProvider::new()),
         CredentialSource::Env => Box::new(EnvFileProvider::new(dir)),
+        CredentialSource::Ambient => Box::new(AmbientProvider::new()),
         CredentialSource::Auto if executor == dry_run::NAME => Box::new(SimulatedProvider::new()),
-        CredentialSource::Auto => Box::new(EnvFileProvider::new(dir)),
+        CredentialSource::Auto => Box::new(EnvFileProvider::new(dir).or_ambient()),
     }
 }
 
@@ -167,7 +183,7 @@ pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let executor = args
         .executor
         .unwrap_or_else(|| ctx.config.runner.executor.clone());
-    if executor != dry_run::NAME {
+    if !executors::is_built_in(&executor) {
         // Refuse before loading anything, so the message is the first thing said.
         anyhow::bail!(executors::unavailable(&executor));
     }

@@ -1,26 +1,47 @@
 //! The executors built into this binary, and how `--executor NAME` finds one.
 //!
-//! Only the dry-run executor is built in so far. The Kubernetes and AWS executors are
-//! separate issues; until they land, asking for them is a clear error rather than a stub
-//! that pretends. Integrators add their own executor through the library
-//! (`Runner::run` takes any `Arc<dyn Executor>`), see `examples/custom-executor`.
+//! `dry-run` is always there. `k8s` ([`agentsafe_executor_k8s`]) and `aws`
+//! ([`agentsafe_executor_aws`]) are there with the `k8s` and `aws` cargo features (on by
+//! default). Integrators add their own executor through the library (`Runner::run` takes
+//! any `Arc<dyn Executor>`), see `examples/custom-executor`.
 
 pub mod dry_run;
 
-/// The executors a later release will build in, with what they will need.
-pub const PLANNED: &[(&str, &str)] = &[
-    ("k8s", "the Kubernetes executor"),
-    ("aws", "the AWS executor"),
-];
+/// The names `--executor` accepts in this build.
+pub fn built_in() -> Vec<&'static str> {
+    [
+        Some(dry_run::NAME),
+        #[cfg(feature = "k8s")]
+        Some(agentsafe_executor_k8s::NAME),
+        #[cfg(feature = "aws")]
+        Some(agentsafe_executor_aws::NAME),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Executors that exist but were left out of this build, with the feature that adds them.
+const OPTIONAL: &[(&str, &str)] = &[("k8s", "k8s"), ("aws", "aws")];
+
+/// Whether `name` is an executor of this build.
+pub fn is_built_in(name: &str) -> bool {
+    built_in().contains(&name)
+}
 
 /// Why `name` cannot be used with this binary, for names that are not built in.
 pub fn unavailable(name: &str) -> String {
-    match PLANNED.iter().find(|(n, _)| *n == name) {
-        Some((_, what)) => format!(
-            "executor `{name}` ({what}) is not built into this binary yet; use `--executor dry-run`"
+    match OPTIONAL.iter().find(|(n, _)| *n == name) {
+        Some((_, feature)) => format!(
+            "executor `{name}` is not built into this binary: build agentsafe-runner with the `{feature}` feature"
         ),
         None => format!(
-            "unknown executor `{name}`: this binary has `dry-run`; custom executors run through the library (`agentsafe_runner::Runner`)"
+            "unknown executor `{name}`: this binary has {}; custom executors run through the library (`agentsafe_runner::Runner`)",
+            built_in()
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
