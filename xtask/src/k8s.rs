@@ -78,7 +78,7 @@ pub fn binaries_cached() -> bool {
 }
 
 /// Downloads, verifies and builds the binaries unless they are cached. Long (about
-/// FIXME minutes on 2 cores) the first time, instant afterwards. The Debian packages it needs
+/// 5 minutes on 2 cores) the first time, instant afterwards. The Debian packages it needs
 /// (golang-go, rsync, jq, etcd-server, curl) are installed by `ensure_packages` first.
 ///
 /// # Errors

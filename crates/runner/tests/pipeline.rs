@@ -21,7 +21,9 @@ use agentsafe_runner::{
     CredentialProvider, CredentialRequest, DryRunExecutor, RunKind, RunOutcome, Runner,
     RunnerError, SimulatedProvider, Timeouts,
 };
-use agentsafe_testkit::{ConformanceCase, ExecuteBehaviour, MockExecutor, assert_conformance};
+use agentsafe_testkit::{
+    ConformanceCase, DryRunBehaviour, ExecuteBehaviour, MockExecutor, assert_conformance,
+};
 use agentsafe_tickets::{
     KeySet, MemoryTicketStore, Outcome, Signer, TicketConfig, TicketIssuer, TicketState,
     TicketStore as _, TicketVerifier,
@@ -225,6 +227,95 @@ fn a_run_executes_once_records_state_and_revokes_credentials() {
     assert_eq!(exec.executions(), 1, "a replay executes nothing");
     let everything = format!("{}{:?}{:?}", f.log(), r, again);
     assert!(!everything.contains(CANARY), "a credential leaked");
+}
+
+#[test]
+fn the_backends_dry_run_is_the_last_gate_before_execute() {
+    let f = fixture();
+    let creds = SimulatedProvider::new();
+    let exec = Arc::new(
+        MockExecutor::new().dry_run(DryRunBehaviour::Refuse("admission webhook said no".into())),
+    );
+    let r = f
+        .runner(&creds)
+        .run_blocking(&f.scale(5), exec.clone(), &RunKind::Execution)
+        .unwrap();
+    assert_eq!(r.outcome, RunOutcome::Failed, "{r:?}");
+    assert_eq!(r.reason_code, "dry_run_refused");
+    assert!(
+        r.message.contains("admission webhook said no"),
+        "{}",
+        r.message
+    );
+    assert_eq!(
+        (exec.dry_runs(), exec.executions()),
+        (1, 0),
+        "refused: nothing executes"
+    );
+    let last = r.record["prechecks"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["name"].as_str(), last["result"].as_str()),
+        (Some("server_dry_run"), Some("failed"))
+    );
+    assert_eq!((creds.live(), creds.revoked()), (0, 1));
+
+    let exec = Arc::new(MockExecutor::new().dry_run(DryRunBehaviour::Accept));
+    let r = f
+        .runner(&creds)
+        .run_blocking(&f.scale(6), exec.clone(), &RunKind::Execution)
+        .unwrap();
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{r:?}");
+    assert_eq!((exec.dry_runs(), exec.executions()), (1, 1));
+    assert!(
+        r.record["prechecks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "server_dry_run" && c["result"] == "passed"),
+        "{}",
+        r.record["prechecks"]
+    );
+
+    // A backend without a dry run: nothing recorded for it, the run goes on.
+    let exec = Arc::new(MockExecutor::new());
+    let r = f
+        .runner(&creds)
+        .run_blocking(&f.scale(7), exec.clone(), &RunKind::Execution)
+        .unwrap();
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{r:?}");
+    assert!(
+        !r.record["prechecks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "server_dry_run")
+    );
+}
+
+#[test]
+fn an_object_that_does_not_exist_yet_is_captured_as_nulls_not_as_a_failure() {
+    let f = fixture();
+    let creds = SimulatedProvider::new();
+    let exec = Arc::new(MockExecutor::new().missing_is_not_found());
+    let r = f
+        .runner(&creds)
+        .run_blocking(&f.scale(5), exec.clone(), &RunKind::Execution)
+        .unwrap();
+    assert_eq!(r.outcome, RunOutcome::Succeeded, "{r:?}");
+    assert_eq!(exec.executions(), 1);
+    let before = r.record["before"].as_object().unwrap();
+    assert!(
+        !before.is_empty() && before.values().all(serde_json::Value::is_null),
+        "{before:?}"
+    );
+    // After the execution the object exists, so the after-capture worked and said nothing.
+    assert!(r.record["after"].is_object(), "{}", r.record);
+    assert!(!r.message.contains("cannot capture"), "{}", r.message);
 }
 
 #[test]

@@ -15,4 +15,4 @@ pub mod conformance;
 pub mod mock;
 
 pub use conformance::{ConformanceCase, assert_conformance, check, run_blocking};
-pub use mock::{ExecuteBehaviour, MockExecutor};
+pub use mock::{DryRunBehaviour, ExecuteBehaviour, MockExecutor};

@@ -26,6 +26,18 @@ pub enum ExecuteBehaviour {
     Hang,
 }
 
+/// What [`MockExecutor::dry_run`](Executor::dry_run) answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DryRunBehaviour {
+    /// The backend offers no dry run (`Ok(None)`).
+    #[default]
+    Unoffered,
+    /// The backend accepts the change.
+    Accept,
+    /// The backend refuses the change with this message.
+    Refuse(String),
+}
+
 /// A configurable in-memory executor for tests.
 #[derive(Debug, Default)]
 pub struct MockExecutor {
@@ -34,8 +46,11 @@ pub struct MockExecutor {
     unsupported_checks: Vec<String>,
     behaviour: ExecuteBehaviour,
     only: Option<Vec<String>>,
+    dry_run: DryRunBehaviour,
+    missing_is_not_found: bool,
     executions: AtomicUsize,
     prechecks: AtomicUsize,
+    dry_runs: AtomicUsize,
 }
 
 impl MockExecutor {
@@ -63,6 +78,26 @@ impl MockExecutor {
     pub fn behaviour(mut self, behaviour: ExecuteBehaviour) -> Self {
         self.behaviour = behaviour;
         self
+    }
+
+    /// Sets what `dry_run` answers.
+    #[must_use]
+    pub fn dry_run(mut self, behaviour: DryRunBehaviour) -> Self {
+        self.dry_run = behaviour;
+        self
+    }
+
+    /// `capture_state` of a target with no object is `ExecutorNotFound` (instead of `{}`),
+    /// as a real backend answers for an object that does not exist (yet, or any more).
+    #[must_use]
+    pub fn missing_is_not_found(mut self) -> Self {
+        self.missing_is_not_found = true;
+        self
+    }
+
+    /// How many times `dry_run` was called.
+    pub fn dry_runs(&self) -> usize {
+        self.dry_runs.load(Ordering::SeqCst)
     }
 
     /// Supports only these actions.
@@ -136,7 +171,30 @@ impl Executor for MockExecutor {
         ctx: &ActionContext,
         _credentials: &Credentials,
     ) -> Result<Value, CoreError> {
-        Ok(self.object(&ctx.target))
+        match self.lock().get(&ctx.target) {
+            Some(obj) => Ok(obj.clone()),
+            None if self.missing_is_not_found => Err(CoreError::ExecutorNotFound(format!(
+                "mock: no object for {}",
+                ctx.target
+            ))),
+            None => Ok(json!({})),
+        }
+    }
+
+    async fn dry_run(
+        &self,
+        ctx: &ActionContext,
+        _credentials: &Credentials,
+    ) -> Result<Option<Value>, CoreError> {
+        self.dry_runs.fetch_add(1, Ordering::SeqCst);
+        match &self.dry_run {
+            DryRunBehaviour::Unoffered => Ok(None),
+            DryRunBehaviour::Accept => Ok(Some(json!({"would_apply": ctx.params}))),
+            DryRunBehaviour::Refuse(why) => Err(CoreError::ExecutorBackend {
+                executor: "mock".into(),
+                message: why.clone(),
+            }),
+        }
     }
 
     async fn execute(
