@@ -32,6 +32,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agentsafe-audit",
             "agentsafe-tickets",
             "agentsafe-state",
+            "agentsafe-executor-k8s",
+            "agentsafe-executor-aws",
         ],
     ),
     (
@@ -128,28 +130,24 @@ fn crates_depend_only_downward() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[test]
-fn core_pulls_in_no_runtime_or_io_stack() {
-    let meta = metadata();
+/// The names of every crate `name` pulls in through normal dependencies, itself included.
+fn normal_closure(meta: &Value, name: &str) -> BTreeSet<String> {
+    let packages = meta["packages"].as_array().unwrap();
     let nodes = meta["resolve"]["nodes"].as_array().unwrap();
     let name_of = |id: &str| -> String {
-        meta["packages"]
-            .as_array()
-            .unwrap()
+        packages
             .iter()
             .find(|p| p["id"] == id)
             .map(|p| p["name"].as_str().unwrap().to_owned())
             .unwrap_or_default()
     };
-    let core_id = meta["packages"]
-        .as_array()
-        .unwrap()
+    let start = packages
         .iter()
-        .find(|p| p["name"] == "agentsafe-core")
+        .find(|p| p["name"] == name)
         .map(|p| p["id"].as_str().unwrap().to_owned())
-        .unwrap();
+        .unwrap_or_else(|| panic!("no package `{name}`"));
     let mut seen = BTreeSet::new();
-    let mut stack = vec![core_id];
+    let mut stack = vec![start];
     while let Some(id) = stack.pop() {
         if !seen.insert(id.clone()) {
             continue;
@@ -166,12 +164,64 @@ fn core_pulls_in_no_runtime_or_io_stack() {
             }
         }
     }
-    let names: BTreeSet<String> = seen.iter().map(|id| name_of(id)).collect();
+    seen.iter().map(|id| name_of(id)).collect()
+}
+
+#[test]
+fn core_pulls_in_no_runtime_or_io_stack() {
+    let names = normal_closure(&metadata(), "agentsafe-core");
     let bad: Vec<&String> = names
         .iter()
         .filter(|n| FORBIDDEN_IN_CORE.contains(&n.as_str()) || n.starts_with("aws-"))
         .collect();
     assert!(bad.is_empty(), "agentsafe-core pulls in {bad:?}");
+}
+
+/// The AWS SDK takes many CPU-minutes to build and kube a good part of one: only the
+/// executor crates (and the binary that bundles them through its default features) may
+/// have them, so an integrator who takes the policy or audit crates never compiles either.
+#[test]
+fn the_aws_sdk_and_kube_stay_in_their_executor_crates() {
+    let meta = metadata();
+    let mut problems = Vec::new();
+    for pkg in meta["packages"].as_array().unwrap() {
+        let name = pkg["name"].as_str().unwrap();
+        for dep in pkg["dependencies"].as_array().unwrap() {
+            let dep_name = dep["name"].as_str().unwrap();
+            if !dep["kind"].is_null() {
+                continue;
+            }
+            let aws = dep_name.starts_with("aws-");
+            let kube =
+                dep_name == "kube" || dep_name.starts_with("kube-") || dep_name == "k8s-openapi";
+            let misplaced =
+                aws && name != "agentsafe-executor-aws" || kube && name != "agentsafe-executor-k8s";
+            // Only our own crates (no `source`); the SDK's crates depend on each other.
+            if misplaced && pkg["source"].is_null() {
+                problems.push(format!("`{name}` depends directly on `{dep_name}`"));
+            }
+        }
+    }
+    for lib in [
+        "agentsafe-core",
+        "agentsafe-registry",
+        "agentsafe-pdp",
+        "agentsafe-audit",
+        "agentsafe-tickets",
+        "agentsafe-state",
+        "agentsafe-testkit",
+    ] {
+        for n in normal_closure(&meta, lib) {
+            if n.starts_with("aws-") || n == "kube" || n == "k8s-openapi" {
+                problems.push(format!("`{lib}` pulls in `{n}`"));
+            }
+        }
+    }
+    let k8s = normal_closure(&meta, "agentsafe-executor-k8s");
+    if let Some(n) = k8s.iter().find(|n| n.starts_with("aws-sdk")) {
+        problems.push(format!("agentsafe-executor-k8s pulls in `{n}`"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
