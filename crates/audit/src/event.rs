@@ -49,6 +49,9 @@ event_types! {
     Execution => "execution",
     /// An action was rolled back.
     Rollback => "rollback",
+    /// A ticket was previewed (`agentsafe run --dry-run`): prechecks, state and the
+    /// backend's dry run, nothing executed, the ticket not redeemed.
+    Preview => "preview",
     /// A configuration (policies, registry, inventory) was loaded.
     ConfigLoaded => "config_loaded",
     /// The log recovered from a crash (a torn final line was truncated, or its state was rebuilt).

@@ -25,7 +25,9 @@ use agentsafe_core::{
 };
 use agentsafe_pdp::Inventory;
 use agentsafe_registry::{ActionDef, Registry};
-use agentsafe_tickets::{Outcome, Redemption, TicketStore, TicketVerifier, VerifiedTicket};
+use agentsafe_tickets::{
+    Outcome, Redemption, TicketState, TicketStore, TicketVerifier, VerifiedTicket,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -64,6 +66,19 @@ pub enum RunKind {
         /// The decision whose execution is compensated.
         of_decision: String,
     },
+    /// A preview (audit event `preview`): prechecks, the before-state and the backend's dry
+    /// run, then stop. The ticket is checked but not redeemed, so it can still run once.
+    Preview,
+}
+
+impl RunKind {
+    fn as_str(&self) -> &'static str {
+        match self {
+            RunKind::Execution => "execution",
+            RunKind::Rollback { .. } => "rollback",
+            RunKind::Preview => "preview",
+        }
+    }
 }
 
 /// How a run ended.
@@ -356,9 +371,15 @@ impl<'a> Runner<'a> {
                 ),
             );
         }
-        let guard = match self.store.begin(&verified) {
-            Ok(Redemption::Execute(guard)) => guard,
-            Ok(Redemption::AlreadyCommitted(receipt)) => {
+        if *kind == RunKind::Preview
+            && let Some((code, message)) = self.unpreviewable(&verified)
+        {
+            return self.refuse(&name, Some(&verified), kind, code, message);
+        }
+        let guard = match self.begin(&verified, kind) {
+            Ok(None) => None,
+            Ok(Some(Redemption::Execute(guard))) => Some(guard),
+            Ok(Some(Redemption::AlreadyCommitted(receipt))) => {
                 return self.refuse(
                     &name,
                     Some(&verified),
@@ -372,7 +393,7 @@ impl<'a> Runner<'a> {
                     ),
                 );
             }
-            Ok(Redemption::Blocked { .. }) => {
+            Ok(Some(Redemption::Blocked { .. })) => {
                 return self.refuse(
                     &name,
                     Some(&verified),
@@ -429,7 +450,8 @@ impl<'a> Runner<'a> {
             let creds = credentials
                 .clone()
                 .unwrap_or_else(|| Credentials::none(Timestamp::now()));
-            self.steps(&mut rec, &executor, &ctx, def, &creds).await;
+            self.steps(&mut rec, &executor, &ctx, def, &creds, kind)
+                .await;
         }
         rec.timings
             .insert("total_ms".into(), json!(ms(total.elapsed())));
@@ -476,7 +498,9 @@ impl<'a> Runner<'a> {
             "audit_seq": audit_seq,
             "diff": body.get("diff").cloned().unwrap_or(Value::Null),
         });
-        if let Err(e) = guard.commit(ticket_outcome, receipt) {
+        if let Some(guard) = guard
+            && let Err(e) = guard.commit(ticket_outcome, receipt)
+        {
             warnings.push(format!(
                 "the receipt was not committed, the ticket stays PENDING: {e}"
             ));
@@ -489,6 +513,43 @@ impl<'a> Runner<'a> {
             record: body,
             audit_seq,
             warnings,
+        }
+    }
+
+    /// Redeems the ticket, except for a preview (which never redeems).
+    fn begin(
+        &self,
+        t: &VerifiedTicket,
+        kind: &RunKind,
+    ) -> Result<Option<Redemption>, agentsafe_tickets::StoreError> {
+        if *kind == RunKind::Preview {
+            return Ok(None);
+        }
+        self.store.begin(t).map(Some)
+    }
+
+    /// Why a ticket cannot be previewed: it was redeemed already (or is being redeemed).
+    fn unpreviewable(&self, t: &VerifiedTicket) -> Option<(&'static str, String)> {
+        match self.store.get(t.nonce()).map(|r| r.map(|r| r.state)) {
+            Ok(None | Some(TicketState::Issued)) => None,
+            Ok(Some(TicketState::Committed)) => Some((
+                "replayed",
+                format!(
+                    "ticket {} was already redeemed: there is nothing left to preview",
+                    t.nonce()
+                ),
+            )),
+            Ok(Some(TicketState::Pending)) => Some((
+                "pending",
+                format!(
+                    "ticket {} is PENDING: another runner is executing it, or one crashed",
+                    t.nonce()
+                ),
+            )),
+            Err(e) => Some((
+                "store_unavailable",
+                format!("cannot read the ticket's state: {e}"),
+            )),
         }
     }
 
@@ -513,6 +574,7 @@ impl<'a> Runner<'a> {
         ctx: &Arc<ActionContext>,
         def: &ActionDef,
         creds: &Credentials,
+        kind: &RunKind,
     ) {
         let started = Instant::now();
         let mut blocking: Option<String> = None;
@@ -586,9 +648,11 @@ impl<'a> Runner<'a> {
             exec.dry_run(&c, &cr).await
         })
         .await;
+        let mut would = None;
         let refusal = match dry {
             Ok(Ok(None)) => None,
-            Ok(Ok(Some(_))) => {
+            Ok(Ok(Some(v))) => {
+                would = Some(v);
                 rec.prechecks.push(json!({
                     "name": SERVER_DRY_RUN,
                     "advisory": false,
@@ -619,6 +683,16 @@ impl<'a> Runner<'a> {
                     "the backend refused the change in a dry run, so nothing was executed: {why}"
                 ),
             );
+            return;
+        }
+        if *kind == RunKind::Preview {
+            rec.reason_code = "previewed";
+            rec.message = if would.is_some() {
+                "preview: the prechecks and the backend's dry run passed; nothing was executed and the ticket can still run once".into()
+            } else {
+                "preview: the prechecks passed (the backend offers no dry run); nothing was executed and the ticket can still run once".into()
+            };
+            rec.output = would;
             return;
         }
 
@@ -774,7 +848,7 @@ impl<'a> Runner<'a> {
             }
         });
         let mut body = json!({
-            "kind": match kind { RunKind::Execution => "execution", RunKind::Rollback { .. } => "rollback" },
+            "kind": kind.as_str(),
             "action": t.action(),
             "target": t.target(),
             "caller": t.caller().id,
@@ -822,7 +896,7 @@ impl<'a> Runner<'a> {
         message: String,
     ) -> RunReport {
         let mut body = json!({
-            "kind": match kind { RunKind::Execution => "execution", RunKind::Rollback { .. } => "rollback" },
+            "kind": kind.as_str(),
             "executor": executor,
             "outcome": RunOutcome::Refused,
             "reason_code": code,
@@ -863,6 +937,7 @@ fn event(kind: &RunKind, body: Value) -> AuditEvent {
     let ty = match kind {
         RunKind::Execution => EventType::Execution,
         RunKind::Rollback { .. } => EventType::Rollback,
+        RunKind::Preview => EventType::Preview,
     };
     AuditEvent::custom(ty, body)
 }

@@ -298,6 +298,84 @@ fn the_backends_dry_run_is_the_last_gate_before_execute() {
 }
 
 #[test]
+fn a_preview_executes_nothing_and_leaves_the_ticket_redeemable_once() {
+    let f = fixture();
+    let creds = SimulatedProvider::new();
+    let exec = Arc::new(
+        MockExecutor::new()
+            .with_object(
+                "staging/api-server",
+                serde_json::json!({"spec": {"replicas": 3}}),
+            )
+            .dry_run(DryRunBehaviour::Accept),
+    );
+    let token = f.scale(5);
+    let preview = f
+        .runner(&creds)
+        .run_blocking(&token, exec.clone(), &RunKind::Preview)
+        .unwrap();
+    assert_eq!(preview.outcome, RunOutcome::Succeeded, "{preview:?}");
+    assert_eq!(preview.reason_code, "previewed");
+    assert_eq!(preview.record["kind"], "preview");
+    assert_eq!(preview.record["executed"], false);
+    assert_eq!(preview.record["before"]["replicas"], 3);
+    assert_eq!(preview.record["output"]["would_apply"]["replicas"], 5);
+    assert_eq!((exec.executions(), exec.dry_runs()), (0, 1));
+    assert_eq!(
+        (creds.live(), creds.revoked()),
+        (0, 1),
+        "credentials revoked after a preview too"
+    );
+    assert!(
+        f.log().contains("\"event\":\"preview\""),
+        "{}",
+        f.log()
+    );
+
+    // Previewing again is harmless; the real run still happens exactly once.
+    let again = f
+        .runner(&creds)
+        .run_blocking(&token, exec.clone(), &RunKind::Preview)
+        .unwrap();
+    assert_eq!(again.reason_code, "previewed");
+    let run = f
+        .runner(&creds)
+        .run_blocking(&token, exec.clone(), &RunKind::Execution)
+        .unwrap();
+    assert_eq!(run.outcome, RunOutcome::Succeeded, "{run:?}");
+    assert_eq!(exec.executions(), 1);
+
+    // Once redeemed, there is nothing left to preview.
+    let late = f
+        .runner(&creds)
+        .run_blocking(&token, exec.clone(), &RunKind::Preview)
+        .unwrap();
+    assert_eq!(
+        (late.outcome, late.reason_code),
+        (RunOutcome::Refused, "replayed")
+    );
+    assert_eq!(exec.executions(), 1);
+}
+
+#[test]
+fn a_refused_preview_says_why_and_still_executes_nothing() {
+    let f = fixture();
+    let creds = SimulatedProvider::new();
+    let exec =
+        Arc::new(MockExecutor::new().dry_run(DryRunBehaviour::Refuse("quota exceeded".into())));
+    let r = f
+        .runner(&creds)
+        .run_blocking(&f.scale(5), exec.clone(), &RunKind::Preview)
+        .unwrap();
+    assert_eq!(
+        (r.outcome, r.reason_code),
+        (RunOutcome::Failed, "dry_run_refused")
+    );
+    assert!(r.message.contains("quota exceeded"), "{}", r.message);
+    assert_eq!(exec.executions(), 0);
+}
+
+#[test]
 fn an_object_that_does_not_exist_yet_is_captured_as_nulls_not_as_a_failure() {
     let f = fixture();
     let creds = SimulatedProvider::new();

@@ -26,6 +26,11 @@ pub struct RunArgs {
     /// `aws` (`[executors.aws]`). Default: `[runner] executor`, else `dry-run`.
     #[arg(long)]
     pub executor: Option<String>,
+    /// Preview only: run the prechecks, read the state and ask the backend to validate the
+    /// change (Kubernetes `dryRun=All`, EC2 `DryRun`). Nothing executes and the ticket is
+    /// not redeemed, so it can still run once afterwards. Recorded as a `preview` event.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// The executor called `name`, or a clear error when this binary does not have it.
@@ -122,9 +127,14 @@ pub fn print_report(r: &RunReport) {
             .and_then(serde_json::Value::as_str)
             .unwrap_or("?")
     };
+    let preview = rec.get("kind").and_then(serde_json::Value::as_str) == Some("preview");
     out!(
         "{}  {} on {} via {} ({})",
-        r.outcome.as_str().to_uppercase(),
+        if preview && r.is_success() {
+            "PREVIEW OK".to_owned()
+        } else {
+            r.outcome.as_str().to_uppercase()
+        },
         s("action"),
         s("target"),
         s("executor"),
@@ -160,6 +170,9 @@ pub fn print_report(r: &RunReport) {
             .collect();
         out!("  state diff: {}", list.join(", "));
     }
+    if preview && let Some(would) = rec.get("output").filter(|o| !o.is_null()) {
+        out!("  the backend's dry run: {would}");
+    }
     if let Some(seq) = r.audit_seq {
         out!("  audit: recorded as entry {seq}");
     }
@@ -188,7 +201,12 @@ pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         anyhow::bail!(executors::unavailable(&executor));
     }
     let pdp = ctx.load_pdp()?;
-    let report = run_ticket(ctx, &pdp, &token, &executor, &RunKind::Execution)?;
+    let kind = if args.dry_run {
+        RunKind::Preview
+    } else {
+        RunKind::Execution
+    };
+    let report = run_ticket(ctx, &pdp, &token, &executor, &kind)?;
     if ctx.json() {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
