@@ -66,8 +66,17 @@ pub fn kubeconfig_path() -> PathBuf {
     run_dir().join("kubeconfig")
 }
 
+/// Kubernetes 1.20 vendors reflect2 1.0.1, which corrupts memory under Go 1.18 and later
+/// (every JSON write makes the API server panic). Debian's Go is 1.19, and Debian packages
+/// reflect2 1.0.2, which fixes it: its source replaces the vendored copy before the build.
+const REFLECT2_VENDOR: &str = "vendor/github.com/modern-go/reflect2";
+const REFLECT2_DEBIAN: &str = "/usr/share/gocode/src/github.com/modern-go/reflect2";
+
 fn stamp() -> String {
-    format!("{DEB_VERSION}-{DEB_REVISION} {}", BINARIES.join(" "))
+    format!(
+        "{DEB_VERSION}-{DEB_REVISION} reflect2-1.0.2 {}",
+        BINARIES.join(" ")
+    )
 }
 
 /// Whether the cached binaries are there and were built from the pinned source.
@@ -101,6 +110,12 @@ pub fn ensure_binaries() -> anyhow::Result<()> {
     let mut untar = Command::new("tar");
     untar.arg("xzf").arg(src.join(&orig)).arg("-C").arg(&src);
     quiet("unpack the Kubernetes source", untar)?;
+    let vendored = tree.join(REFLECT2_VENDOR);
+    fs::remove_dir_all(&vendored)
+        .with_context(|| format!("cannot remove {}", vendored.display()))?;
+    let mut cp = Command::new("cp");
+    cp.arg("-r").arg(REFLECT2_DEBIAN).arg(&vendored);
+    quiet("use Debian's reflect2 1.0.2 (Go 1.18+ safe)", cp)?;
     let log_path = k8s_dir().join("build.log");
     let log = fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -132,9 +147,12 @@ pub fn ensure_binaries() -> anyhow::Result<()> {
     let bin = bin_dir();
     fs::create_dir_all(&bin)?;
     for b in BINARIES {
+        // Copy, then rename over the old binary: a running server keeps its (unlinked) file.
         let built = tree.join("_output/bin").join(b);
-        fs::copy(&built, bin.join(b))
+        let fresh = bin.join(format!(".{b}.new"));
+        fs::copy(&built, &fresh)
             .with_context(|| format!("the build did not produce {}", built.display()))?;
+        fs::rename(&fresh, bin.join(b))?;
     }
     fs::write(bin.join("STAMP"), stamp())?;
     // The tree and Go's cache are only needed to build again: 2 GB we give back.
@@ -562,6 +580,7 @@ pub fn ensure_packages() -> anyhow::Result<()> {
         ("jq", "jq"),
         ("etcd", "etcd-server"),
         ("curl", "curl"),
+        (REFLECT2_DEBIAN, "golang-github-modern-go-reflect2-dev"),
         ("openssl", "openssl"),
         ("make", "make"),
     ])

@@ -129,8 +129,11 @@ fn test() -> anyhow::Result<()> {
     run("cargo test (unit, integration, end to end)", c)
 }
 
-/// Whether `tool` is an executable on `PATH`.
+/// Whether `tool` is an executable on `PATH`. An absolute `tool` is a path that must exist.
 fn on_path(tool: &str) -> bool {
+    if tool.starts_with('/') {
+        return Path::new(tool).exists();
+    }
     std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|dir| {
             std::fs::metadata(dir.join(tool)).is_ok_and(|m| {

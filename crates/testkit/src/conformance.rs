@@ -89,8 +89,9 @@ impl ConformanceCase {
 /// When the runtime cannot start (a test cannot run without it).
 #[expect(clippy::panic, reason = "test support: no runtime, no test")]
 pub fn run_blocking<F: Future>(fut: F) -> F::Output {
+    // I/O too: executors under test talk to real servers.
     match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt.block_on(fut),
