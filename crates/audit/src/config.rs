@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::AuditError;
+use crate::s3::S3Location;
 
 /// File name of the log inside the state folder.
 pub const DEFAULT_LOG_FILE: &str = "audit.jsonl";
@@ -98,6 +99,7 @@ impl AuditConfig {
                     t.to
                 )));
             }
+            t.check_s3_keys()?;
         }
         Ok(())
     }
@@ -185,6 +187,8 @@ pub enum Destination {
     File(PathBuf),
     /// POST CloudEvents batches to an `http://` or `https://` URL.
     Http(String),
+    /// Put one object per batch in an S3 bucket (`s3://BUCKET/PREFIX`); see [`crate::s3`].
+    S3(S3Location),
 }
 
 impl fmt::Display for Destination {
@@ -192,6 +196,7 @@ impl fmt::Display for Destination {
         match self {
             Destination::File(p) => write!(f, "file:{}", p.display()),
             Destination::Http(u) => f.write_str(u),
+            Destination::S3(l) => fmt::Display::fmt(l, f),
         }
     }
 }
@@ -210,8 +215,11 @@ impl FromStr for Destination {
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(Destination::Http(s.to_owned()));
         }
+        if s.starts_with("s3://") {
+            return s.parse().map(Destination::S3);
+        }
         Err(AuditError::Config(format!(
-            "unknown shipping destination `{s}`, expected `file:PATH`, `http://URL` or `https://URL`"
+            "unknown shipping destination `{s}`, expected `file:PATH`, `http://URL`, `https://URL` or `s3://BUCKET/PREFIX`"
         )))
     }
 }
@@ -233,7 +241,7 @@ impl<'de> Deserialize<'de> for Destination {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShipTarget {
-    /// `file:PATH`, `http://URL` or `https://URL`.
+    /// `file:PATH`, `http://URL`, `https://URL` or `s3://BUCKET/PREFIX`.
     pub to: Destination,
     /// Entries per batch (default 100).
     pub batch_size: usize,
@@ -244,10 +252,15 @@ pub struct ShipTarget {
     pub retry_initial: HumanDuration,
     /// Longest retry delay (default `30s`).
     pub retry_max: HumanDuration,
-    /// Per-request timeout for HTTP destinations (default `10s`).
+    /// Per-request timeout for HTTP and S3 destinations (default `10s`).
     pub timeout: HumanDuration,
     /// How long closing the log waits for pending entries to ship (default `5s`).
     pub flush_timeout: HumanDuration,
+    /// S3 only: the bucket's region (default `AWS_REGION`, else `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+    /// S3 only: an S3-compatible endpoint such as `http://127.0.0.1:5077`, addressed path-style
+    /// (default `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, else AWS).
+    pub endpoint: Option<String>,
 }
 
 impl Default for ShipTarget {
@@ -260,6 +273,8 @@ impl Default for ShipTarget {
             retry_max: HumanDuration(Duration::from_secs(30)),
             timeout: HumanDuration(Duration::from_secs(10)),
             flush_timeout: HumanDuration(Duration::from_secs(5)),
+            region: None,
+            endpoint: None,
         }
     }
 }
@@ -271,6 +286,25 @@ impl ShipTarget {
             to,
             ..ShipTarget::default()
         }
+    }
+
+    /// `region` and `endpoint` belong to `s3://` destinations only.
+    fn check_s3_keys(&self) -> Result<(), AuditError> {
+        if matches!(self.to, Destination::S3(_)) {
+            return Ok(());
+        }
+        for (key, set) in [
+            ("region", self.region.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+        ] {
+            if set {
+                return Err(AuditError::Config(format!(
+                    "`{key}` of shipping target `{}` applies to `s3://` destinations only",
+                    self.to
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -312,6 +346,64 @@ mod tests {
         assert!(serde_json::from_str::<AuditConfig>(r#"{"sink":"every"}"#).is_err());
         assert!(serde_json::from_str::<AuditConfig>(r#"{"ship":[{"to":"ftp://x"}]}"#).is_err());
         assert_eq!(AuditConfig::default().on_failure(), FailureMode::Deny);
+    }
+
+    #[test]
+    fn s3_targets_parse_and_their_keys_are_checked() {
+        let cfg: AuditConfig = toml_like(
+            r#"{"ship":[{"to":"s3://audit-bucket/agentsafe/","region":"eu-west-1","endpoint":"http://127.0.0.1:5077"}]}"#,
+        );
+        cfg.validate().unwrap();
+        let t = &cfg.ship[0];
+        assert_eq!(t.to.to_string(), "s3://audit-bucket/agentsafe");
+        assert_eq!(t.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(t.endpoint.as_deref(), Some("http://127.0.0.1:5077"));
+        let Destination::S3(l) = &t.to else {
+            panic!("not an S3 destination: {:?}", t.to)
+        };
+        assert_eq!((l.bucket(), l.prefix()), ("audit-bucket", "agentsafe"));
+
+        // `region` and `endpoint` on another kind of destination are mistakes, not ignored.
+        let cfg: AuditConfig =
+            toml_like(r#"{"ship":[{"to":"file:/tmp/x.jsonl","region":"eu-west-1"}]}"#);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`region` of shipping target `file:/tmp/x.jsonl` applies to `s3://` destinations only"),
+            "{err}"
+        );
+        let cfg: AuditConfig =
+            toml_like(r#"{"ship":[{"to":"http://h/x","endpoint":"http://h:1"}]}"#);
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`endpoint`")
+        );
+
+        for (json, want) in [
+            (
+                r#"{"ship":[{"to":"s3://Bad_Bucket/x"}]}"#,
+                "not a valid S3 bucket name",
+            ),
+            (r#"{"ship":[{"to":"s3://"}]}"#, "not a valid S3 bucket name"),
+            (
+                r#"{"ship":[{"to":"s3://audit-bucket/a//b"}]}"#,
+                "empty segment",
+            ),
+            (
+                r#"{"ship":[{"to":"s3://audit-bucket","regoin":"x"}]}"#,
+                "unknown field `regoin`",
+            ),
+            (
+                r#"{"ship":[{"to":"gs://audit-bucket"}]}"#,
+                "`s3://BUCKET/PREFIX`",
+            ),
+        ] {
+            let err = serde_json::from_str::<AuditConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
     }
 
     fn toml_like(json: &str) -> AuditConfig {

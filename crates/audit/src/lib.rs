@@ -23,6 +23,15 @@
 //! folder. Verification ([`verify_log`]) needs only the public key, and names the first bad
 //! sequence number of an edited, inserted, deleted, reordered or truncated log.
 //!
+//! # Shipping
+//!
+//! Committed entries can be copied elsewhere, live by a [`Shipper`] attached to the open log
+//! (`[[audit.ship]]`) or on demand by [`ship_log`] (`agentsafe audit ship`, resumable from a
+//! cursor): to a file (`file:PATH`), to an HTTP endpoint as CloudEvents batches
+//! (`http(s)://URL`), or to S3 (`s3://BUCKET/PREFIX`), one object per batch named
+//! `<prefix>/<first seq:020>-<last seq:020>.jsonl` and never overwritten. S3 requests are signed
+//! with AWS Signature Version 4 by this crate (no AWS SDK); see [`s3`].
+//!
 //! # Concurrency
 //!
 //! Threads share one [`AuditLog`] (group commit through a writer thread); processes serialise on
@@ -39,7 +48,9 @@ pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod read;
+pub mod s3;
 pub mod ship;
+mod sigv4;
 mod state;
 pub mod verify;
 
@@ -56,6 +67,7 @@ pub use log::{Appended, AuditLog};
 pub use merkle::{Hash, consistency_proof, inclusion_proof, verify_consistency, verify_inclusion};
 pub use note::Checkpoint;
 pub use read::{LogStats, stats};
+pub use s3::{PutOutcome, S3Client, S3Credentials, S3Location};
 pub use ship::{ShipReport, ShipStats, Shipper, ship_log};
 pub use verify::{
     ConsistencyProof, InclusionProof, VerifyOptions, VerifyReport, checkpoints_path,

@@ -1,10 +1,12 @@
-//! Shipping entries elsewhere: to a file (append) or to an HTTP endpoint as CloudEvents 1.0
-//! batches (structured mode, `application/cloudevents-batch+json`).
+//! Shipping entries elsewhere: to a file (append), to an HTTP endpoint as CloudEvents 1.0
+//! batches (structured mode, `application/cloudevents-batch+json`), or to S3 as one object per
+//! batch (see [`crate::s3`]).
 //!
 //! Two ways: a [`Shipper`] attached to an open log runs on its own thread, fed through a bounded
 //! buffer that never blocks an append (overflow is dropped and counted); and [`ship_log`], used by
 //! `agentsafe audit ship`, reads the log from a persisted cursor so it can resume.
 
+use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::{Destination, ShipTarget};
 use crate::merkle::{hex_encode, leaf_hash};
+use crate::s3::{S3Client, S3Location};
 use crate::{AuditError, sibling};
 
 /// The CloudEvents `type` prefix; the entry's event type is appended.
@@ -96,7 +99,8 @@ impl Shipper {
     /// `log` when given.
     ///
     /// # Errors
-    /// When the shipping thread cannot be started.
+    /// When the shipping thread cannot be started, or an S3 destination has no credentials, no
+    /// region or an unusable endpoint.
     pub fn spawn(
         target: ShipTarget,
         origin: &str,
@@ -106,7 +110,7 @@ impl Shipper {
         let stats = Arc::new(SharedStats::default());
         let deadline = Arc::new(Mutex::new(None));
         let closing = Arc::new(AtomicBool::new(false));
-        let sink = Sink::new(&target, origin);
+        let sink = Sink::new(&target, origin)?;
         let worker = Worker {
             target: target.clone(),
             sink,
@@ -297,11 +301,30 @@ enum Sink {
         source: String,
         agent: ureq::Agent,
     },
+    S3 {
+        client: S3Client,
+        location: S3Location,
+    },
 }
 
 impl Sink {
-    fn new(target: &ShipTarget, origin: &str) -> Sink {
-        match &target.to {
+    fn new(target: &ShipTarget, origin: &str) -> Result<Sink, AuditError> {
+        Ok(match &target.to {
+            Destination::S3(location) => Sink::S3 {
+                client: S3Client::from_env(
+                    target.region.as_deref(),
+                    target.endpoint.as_deref(),
+                    target.timeout.get(),
+                )
+                .map_err(|e| AuditError::Ship {
+                    target: target.to.to_string(),
+                    reason: match e {
+                        AuditError::Config(reason) => reason,
+                        other => other.to_string(),
+                    },
+                })?,
+                location: location.clone(),
+            },
             Destination::File(p) => Sink::File(p.clone()),
             Destination::Http(url) => {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -315,17 +338,28 @@ impl Sink {
                     agent,
                 }
             }
-        }
+        })
     }
 
     fn deliver(&self, batch: &[ShipItem]) -> Result<(), Failure> {
         match self {
-            Sink::File(path) => {
-                let mut bytes = Vec::with_capacity(batch.iter().map(|i| i.line.len() + 1).sum());
-                for item in batch {
-                    bytes.extend_from_slice(&item.line);
-                    bytes.push(b'\n');
+            Sink::S3 { client, location } => {
+                // One object per run of consecutive entries: an object's name promises every
+                // entry from its first to its last seq (the in-process shipper may have dropped
+                // some in between).
+                for run in batch.chunk_by(|a, b| b.seq == a.seq + 1) {
+                    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                        continue;
+                    };
+                    let key = location.object_key(first.seq, last.seq);
+                    client
+                        .put_object_new_inner(location.bucket(), &key, &jsonl(run))
+                        .map_err(s3_failure)?;
                 }
+                Ok(())
+            }
+            Sink::File(path) => {
+                let bytes = jsonl(batch);
                 OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -363,6 +397,16 @@ impl Sink {
             }
         }
     }
+}
+
+/// The entry lines of a batch, each followed by a newline.
+fn jsonl(batch: &[ShipItem]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(batch.iter().map(|i| i.line.len() + 1).sum());
+    for item in batch {
+        bytes.extend_from_slice(&item.line);
+        bytes.push(b'\n');
+    }
+    bytes
 }
 
 /// A CloudEvents 1.0 event (structured JSON) for an entry: `id` is the entry's leaf hash,
@@ -406,6 +450,10 @@ pub struct ShipReport {
     pub next_seq: u64,
     /// Entries shipped this time.
     pub shipped: u64,
+    /// Entries found already delivered (S3 objects of an earlier, interrupted run or of the
+    /// in-process shipper), checked byte for byte and not sent again.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 /// The cursor file of a destination, beside the log.
@@ -424,11 +472,15 @@ pub fn cursor_path(log: &Path, dest: &Destination) -> PathBuf {
 /// batches, retrying each failed batch with exponential backoff up to five attempts. The cursor
 /// is saved after every delivered batch, so an interrupted run resumes where it stopped. For a
 /// file destination the cursor is also checked against the file's last entry, so entries that
-/// were written but not yet recorded in the cursor are not shipped twice.
+/// were written but not yet recorded in the cursor are not shipped twice. For an S3 destination
+/// the objects from the starting point on are listed first: entries they already hold are
+/// compared with the log and skipped, batches are cut so they never overlap an existing object,
+/// and each batch is one new object, so every entry lands in the bucket exactly once.
 ///
 /// # Errors
-/// When the log cannot be read, or a batch still fails after its retries (the cursor then points
-/// at that batch).
+/// When the log cannot be read, an S3 destination has no credentials or region, an existing
+/// S3 object does not hold the log's entries, or a batch still fails after its retries (the
+/// cursor then points at that batch).
 pub fn ship_log(
     log: &Path,
     target: &ShipTarget,
@@ -436,6 +488,11 @@ pub fn ship_log(
     since_seq: Option<u64>,
 ) -> Result<ShipReport, AuditError> {
     let dest = target.to.to_string();
+    let ship_err = |reason: String| AuditError::Ship {
+        target: dest.clone(),
+        reason,
+    };
+    let sink = Sink::new(target, origin)?;
     let cpath = cursor_path(log, &target.to);
     let saved: Option<Cursor> = std::fs::read(&cpath)
         .ok()
@@ -479,13 +536,97 @@ pub fn ship_log(
         seq += 1;
     }
     let from_seq = seq;
-    let sink = Sink::new(target, origin);
+    // Entry ranges already at the destination, in order (S3 only).
+    let mut covered: VecDeque<(u64, u64)> = match &sink {
+        Sink::S3 { client, location } => {
+            let start_after = format!("{}{seq:020}", location.key_prefix());
+            let keys = retrying(target, || {
+                client
+                    .list_keys_inner(
+                        location.bucket(),
+                        &location.key_prefix(),
+                        Some(&start_after),
+                    )
+                    .map_err(s3_failure)
+            })
+            .map_err(&ship_err)?;
+            let mut ranges: Vec<(u64, u64)> = keys
+                .iter()
+                .filter_map(|k| location.parse_object_key(k))
+                .filter(|&(_, last)| last >= seq)
+                .collect();
+            ranges.sort_unstable();
+            ranges.into()
+        }
+        _ => VecDeque::new(),
+    };
     let mut shipped = 0u64;
-    let batch_size = target.batch_size.max(1);
+    let mut skipped = 0u64;
+    let batch_size = target.batch_size.max(1) as u64;
     loop {
-        let mut batch: Vec<ShipItem> = Vec::with_capacity(batch_size);
+        // Entries an existing object holds: check them against the log, then step over them.
+        while let Some(&(first, last)) = covered.front() {
+            if last < seq {
+                covered.pop_front();
+                continue;
+            }
+            if first > seq {
+                break;
+            }
+            let Sink::S3 { client, location } = &sink else {
+                break;
+            };
+            let mut bytes = Vec::new();
+            let mut n = 0u64;
+            while seq + n <= last {
+                line.clear();
+                let read = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| AuditError::io("read audit log", log, e))?;
+                if read == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                bytes.extend_from_slice(&line);
+                n += 1;
+            }
+            let key = location.object_key(first, last);
+            let existing = retrying(target, || {
+                client
+                    .get_object_inner(location.bucket(), &key)
+                    .map_err(s3_failure)
+            })
+            .map_err(&ship_err)?;
+            let holds = if first == seq {
+                existing == bytes
+            } else {
+                existing.ends_with(&bytes)
+            };
+            if seq + n <= last || !holds {
+                return Err(ship_err(format!(
+                    "object `{key}` in bucket `{}` does not hold this log's entries {seq}..={last}; is another audit log shipping to the same bucket and prefix?",
+                    location.bucket()
+                )));
+            }
+            seq += n;
+            offset += bytes.len() as u64;
+            skipped += n;
+            covered.pop_front();
+            save_cursor(
+                &cpath,
+                &Cursor {
+                    destination: dest.clone(),
+                    next_seq: seq,
+                    offset,
+                },
+            )?;
+        }
+        // A batch never reaches into the next existing object.
+        let room = covered
+            .front()
+            .map_or(batch_size, |&(first, _)| (first - seq).min(batch_size));
+        let mut batch: Vec<ShipItem> = Vec::new();
         let mut batch_bytes = 0u64;
-        while batch.len() < batch_size {
+        while (batch.len() as u64) < room {
             line.clear();
             let n = reader
                 .read_until(b'\n', &mut line)
@@ -510,30 +651,7 @@ pub fn ship_log(
         if batch.is_empty() {
             break;
         }
-        let mut delay = target.retry_initial.get().max(Duration::from_millis(1));
-        let mut attempt = 0;
-        loop {
-            match sink.deliver(&batch) {
-                Ok(()) => break,
-                Err(Failure::Retry(e) | Failure::Permanent(e)) if attempt >= 4 => {
-                    return Err(AuditError::Ship {
-                        target: dest,
-                        reason: e,
-                    });
-                }
-                Err(Failure::Permanent(e)) => {
-                    return Err(AuditError::Ship {
-                        target: dest,
-                        reason: e,
-                    });
-                }
-                Err(Failure::Retry(_)) => {
-                    attempt += 1;
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(target.retry_max.get());
-                }
-            }
-        }
+        retrying(target, || sink.deliver(&batch)).map_err(&ship_err)?;
         let n = batch.len() as u64;
         seq += n;
         offset += batch_bytes;
@@ -553,7 +671,38 @@ pub fn ship_log(
         from_seq,
         next_seq: seq,
         shipped,
+        skipped,
     })
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or failed five times, sleeping with
+/// exponential backoff between attempts; returns the last error.
+fn retrying<T>(
+    target: &ShipTarget,
+    mut attempt: impl FnMut() -> Result<T, Failure>,
+) -> Result<T, String> {
+    let mut delay = target.retry_initial.get().max(Duration::from_millis(1));
+    let mut tries = 0;
+    loop {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(Failure::Permanent(e)) => return Err(e),
+            Err(Failure::Retry(e)) if tries >= 4 => return Err(e),
+            Err(Failure::Retry(_)) => {
+                tries += 1;
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(target.retry_max.get());
+            }
+        }
+    }
+}
+
+fn s3_failure(f: crate::s3::S3Failure) -> Failure {
+    if f.retry {
+        Failure::Retry(f.message)
+    } else {
+        Failure::Permanent(f.message)
+    }
 }
 
 /// Maps an event name read from the log to the static name used in CloudEvents types.

@@ -115,9 +115,9 @@ pub enum AuditCommand {
         #[arg(long)]
         log: Option<PathBuf>,
     },
-    /// Ship entries to a file or an HTTP endpoint (CloudEvents), resuming where the last run stopped
+    /// Ship entries to a file, an HTTP endpoint (CloudEvents) or S3 (one object per batch), resuming where the last run stopped
     Ship {
-        /// `file:PATH`, `http://URL` or `https://URL`
+        /// `file:PATH`, `http://URL`, `https://URL` or `s3://BUCKET/PREFIX` (S3: region, endpoint and credentials from a matching `[[audit.ship]]` target or the AWS_* environment)
         #[arg(long, value_name = "DEST")]
         to: Destination,
         /// Start at this sequence number instead of the saved cursor
@@ -604,6 +604,13 @@ fn ship(
     let report = agentsafe_audit::ship_log(log, &target, &audit.origin, since_seq)?;
     if ctx.json() {
         out!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.shipped == 0 && report.skipped > 0 {
+        out!(
+            "nothing to ship to {}: {} entries were already there; up to date at seq {}",
+            report.destination,
+            report.skipped,
+            report.next_seq
+        );
     } else if report.shipped == 0 {
         out!(
             "nothing to ship to {}: up to date at seq {}",
