@@ -9,6 +9,7 @@ use std::path::Path;
 
 use agentsafe_audit::Entry;
 use agentsafe_core::{Params, Request};
+use agentsafe_pdp::Inventory;
 use agentsafe_registry::{Registry, RollbackSource};
 use serde::Serialize;
 use serde_json::Value;
@@ -24,7 +25,8 @@ pub struct RollbackPlan {
     pub original_action: String,
     /// The compensating action.
     pub action: String,
-    /// The same target.
+    /// The target: the executed one, or (see [`retarget`]) the inventory target the
+    /// compensating action acts on.
     pub target: String,
     /// The compensating params, from the recorded params and before-state.
     pub params: Params,
@@ -164,4 +166,200 @@ pub fn plan(registry: &Registry, entry: &Entry) -> Result<RollbackPlan, RunnerEr
         params: out,
         from_audit_seq: entry.seq,
     })
+}
+
+/// Points `plan` at the target its compensating action acts on, when that is not the
+/// executed target's type: `create-namespace` runs on a cluster, its rollback
+/// `delete-namespace` on a namespace. The new target is the one inventory target of a type
+/// the compensating action accepts that agrees with the executed target on every attribute
+/// both have (the same cluster, the same region) and whose attributes equal every param the
+/// action binds to them (the namespace created). A plan whose target already fits, or
+/// whose executed target the inventory does not know, is returned as it is: the decision
+/// point judges it.
+///
+/// # Errors
+/// When no inventory target, or more than one, fits: the operator must list the created
+/// object in the inventory (or remove the ambiguity) before it can be rolled back.
+pub fn retarget(
+    plan: RollbackPlan,
+    registry: &Registry,
+    inventory: &Inventory,
+) -> Result<RollbackPlan, RunnerError> {
+    let Some(def) = registry.get(&plan.action) else {
+        return Ok(plan);
+    };
+    let Some(original) = inventory.get(&plan.target) else {
+        return Ok(plan);
+    };
+    let accepts = |ty: &str| def.target_types().iter().any(|t| t == ty);
+    if accepts(original.target_type()) {
+        return Ok(plan);
+    }
+    let bound: Vec<(&str, &str)> = def
+        .params()
+        .iter()
+        .filter_map(|p| Some((p.target_attr()?, p.name())))
+        .collect();
+    let fits: Vec<&str> = inventory
+        .targets()
+        .into_iter()
+        .filter(|t| accepts(t.target_type()))
+        .filter(|t| {
+            original
+                .attributes()
+                .iter()
+                .all(|(k, v)| t.attribute(k).is_none_or(|tv| tv == v))
+        })
+        .filter(|t| {
+            bound.iter().all(
+                |(attr, param)| match (t.attribute(attr), plan.params.get(*param)) {
+                    (Some(tv), Some(Value::String(pv))) => tv == pv,
+                    _ => false,
+                },
+            )
+        })
+        .map(agentsafe_pdp::Target::id)
+        .collect();
+    let wanted = || {
+        bound
+            .iter()
+            .map(|(attr, param)| {
+                let v = plan
+                    .params
+                    .get(*param)
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                format!("{attr} = {v}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match fits.as_slice() {
+        [one] => Ok(RollbackPlan {
+            target: (*one).to_owned(),
+            ..plan
+        }),
+        [] => Err(RunnerError::Rollback(format!(
+            "`{}` acts on {} targets, not on `{}` ({}); no inventory target of those types has {} \
+             in the same place: add it to the inventory to roll back",
+            plan.action,
+            def.target_types().join(", "),
+            plan.target,
+            original.target_type(),
+            wanted()
+        ))),
+        many => Err(RunnerError::Rollback(format!(
+            "`{}` could act on several inventory targets with {}: {}; remove the ambiguity to roll back",
+            plan.action,
+            wanted(),
+            many.join(", ")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../actions"))
+            .unwrap()
+    }
+
+    fn target(id: &str, ty: &str, attrs: &str) -> String {
+        format!(
+            "[[targets]]\nid = \"{id}\"\ntype = \"{ty}\"\nenvironment = \"dev\"\nsensitivity = \"internal\"\nowner = \"t\"\nattributes = {{ {attrs} }}\n\n"
+        )
+    }
+
+    fn delete_made(target: &str) -> RollbackPlan {
+        RollbackPlan {
+            rolls_back: "d".into(),
+            original_action: "create-namespace".into(),
+            action: "delete-namespace".into(),
+            target: target.into(),
+            params: serde_json::json!({"namespace": "made"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            from_audit_seq: 0,
+        }
+    }
+
+    #[test]
+    fn a_rollback_moves_to_the_inventory_target_its_action_acts_on() {
+        let inv = Inventory::parse(
+            "inventory.toml",
+            &[
+                target("dev/cluster", "k8s-cluster", "cluster = \"dev\""),
+                target("other/cluster", "k8s-cluster", "cluster = \"other\""),
+                target(
+                    "dev/made",
+                    "k8s-namespace",
+                    "cluster = \"dev\", namespace = \"made\"",
+                ),
+                target(
+                    "other/made",
+                    "k8s-namespace",
+                    "cluster = \"other\", namespace = \"made\"",
+                ),
+                target(
+                    "dev/web",
+                    "k8s-namespace",
+                    "cluster = \"dev\", namespace = \"web\"",
+                ),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let reg = registry();
+        let plan = retarget(delete_made("dev/cluster"), &reg, &inv).unwrap();
+        assert_eq!(plan.target, "dev/made", "same cluster, same namespace");
+        let plan = retarget(delete_made("other/cluster"), &reg, &inv).unwrap();
+        assert_eq!(plan.target, "other/made");
+        // A plan whose target fits already is left alone.
+        let plan = retarget(delete_made("dev/web"), &reg, &inv).unwrap();
+        assert_eq!(plan.target, "dev/web");
+    }
+
+    #[test]
+    fn no_fitting_target_or_several_is_an_error_that_says_what_to_add() {
+        let reg = registry();
+        let inv = Inventory::parse(
+            "inventory.toml",
+            &target("dev/cluster", "k8s-cluster", "cluster = \"dev\""),
+        )
+        .unwrap();
+        let e = retarget(delete_made("dev/cluster"), &reg, &inv)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("namespace = \"made\"") && e.contains("add it to the inventory"),
+            "{e}"
+        );
+        let inv = Inventory::parse(
+            "inventory.toml",
+            &[
+                target("c", "k8s-cluster", "cluster = \"dev\""),
+                target(
+                    "a",
+                    "k8s-namespace",
+                    "cluster = \"dev\", namespace = \"made\"",
+                ),
+                target(
+                    "b",
+                    "k8s-namespace",
+                    "cluster = \"dev\", namespace = \"made\"",
+                ),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let e = retarget(delete_made("c"), &reg, &inv)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a, b"), "{e}");
+    }
 }

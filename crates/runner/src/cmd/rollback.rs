@@ -131,13 +131,16 @@ pub fn run(cmd: RollbackCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// The compensating request for `decision_id`, from the audit log.
 ///
 /// # Errors
-/// As [`rollback::find_record`] and [`rollback::plan`].
+/// As [`rollback::find_record`], [`rollback::plan`] and [`rollback::retarget`].
 pub fn build_plan(ctx: &Context, decision_id: &str) -> anyhow::Result<RollbackPlan> {
     let registry =
         agentsafe_registry::Registry::load(&ctx.actions_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let log = ctx.config.audit.log_path(&ctx.state_dir);
     let entry = rollback::find_record(&log, decision_id)?;
-    Ok(rollback::plan(&registry, &entry)?)
+    let plan = rollback::plan(&registry, &entry)?;
+    let inventory =
+        agentsafe_pdp::Inventory::load(&ctx.inventory_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(rollback::retarget(plan, &registry, &inventory)?)
 }
 
 fn decide(ctx: &Context, plan: &RollbackPlan, who: &CallerArgs) -> anyhow::Result<Outcome> {
