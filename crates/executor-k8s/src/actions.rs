@@ -426,7 +426,12 @@ async fn precheck_inner(k: &Kx, op: &Op, check: &str) -> Result<PrecheckResult, 
         }
         ("current_replicas_within_new_limits", Op::UpdateHpaLimits { ns, name, min, max }) => {
             let h = k.hpa(ns, name).await?;
-            let current = h.status.map_or(0, |s| s.current_replicas);
+            let Some(current) = h.status.map(|s| s.current_replicas) else {
+                return Ok(failed(format!(
+                    "horizontalpodautoscaler {ns}/{name} reports no current replica count yet \
+                     (no controller has observed it), so the new limits cannot be compared"
+                )));
+            };
             if (*min..=*max).contains(&current) {
                 passed(format!(
                     "{current} current replicas lie within {min}..={max}"
