@@ -105,9 +105,19 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
 }
 
+/// Whether process `pid` exists and is not a zombie (its command line can still be empty
+/// while it starts).
+fn process_running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Whether `pid` is a live moto server of ours (not a reused pid).
 fn pid_alive(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("moto_server"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("moto/server.py"))
 }
 
 /// The (pid, port) of a running server recorded in `run`, if it still answers.
@@ -151,7 +161,9 @@ pub fn up() -> anyhow::Result<PathBuf> {
     let port = free_port()?;
     let log = fs::File::create(run.join("moto.log"))
         .with_context(|| format!("cannot create {}", run.join("moto.log").display()))?;
-    let child = Command::new(venv.join("bin").join("moto_server"))
+    // `moto_server` through a wrapper that gives ECS tasks today's id format (server.py).
+    let child = Command::new(python(&venv))
+        .arg(scripts().join("server.py"))
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -159,14 +171,14 @@ pub fn up() -> anyhow::Result<PathBuf> {
         // Its own process group: a Ctrl-C of the terminal that ran xtask does not stop it.
         .process_group(0)
         .spawn()
-        .context("cannot start moto_server")?;
+        .context("cannot start moto's server")?;
     let pid = child.id();
     fs::write(run.join("moto.pid"), format!("{pid}\n"))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get_status(port, "/moto-api/").is_none() {
-        if !pid_alive(pid) {
+        if !process_running(pid) {
             bail!(
-                "moto_server exited during start-up; see {}",
+                "moto's server exited during start-up; see {}",
                 run.join("moto.log").display()
             );
         }
