@@ -1,7 +1,7 @@
 //! moto, the AWS emulator the AWS executor's tests run against: installed once into a cached
 //! virtual environment, started on a free loopback port, seeded with fixtures.
 //!
-//! Layout under `~/.cache/agentsafe/moto/`: `venv/` (kept across runs) and `run/` (removed
+//! Layout under `~/.cache/agentsafe/moto/` (`$AGENTSAFE_CACHE/moto/` when set): `venv/` (kept across runs) and `run/` (removed
 //! by `moto-down`): `moto.log`, `moto.pid`, `env` (the variables the tests read) and
 //! `fixtures.json` (the seeded ids and ARNs).
 
@@ -20,14 +20,9 @@ const MOTO_VERSION: &str = "5.2.5";
 /// The region the fixtures live in.
 const REGION: &str = "us-east-1";
 
-fn home() -> anyhow::Result<PathBuf> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .context("HOME is not set")
-}
-
+/// `~/.cache/agentsafe/moto` (under `$AGENTSAFE_CACHE` when set, like the API server's).
 fn root() -> anyhow::Result<PathBuf> {
-    Ok(home()?.join(".cache").join("agentsafe").join("moto"))
+    Ok(crate::k8s::cache_root().join("moto"))
 }
 
 fn python(venv: &Path) -> PathBuf {

@@ -326,11 +326,7 @@ fn a_preview_executes_nothing_and_leaves_the_ticket_redeemable_once() {
         (0, 1),
         "credentials revoked after a preview too"
     );
-    assert!(
-        f.log().contains("\"event\":\"preview\""),
-        "{}",
-        f.log()
-    );
+    assert!(f.log().contains("\"event\":\"preview\""), "{}", f.log());
 
     // Previewing again is harmless; the real run still happens exactly once.
     let again = f
