@@ -152,15 +152,28 @@ fn bad_tickets_and_missing_executors_exit_1_with_a_clear_message() {
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(report["reason_code"], "invalid_ticket");
     let (ticket, _) = allow_scale(dir, 4);
-    for name in ["k8s", "aws"] {
-        let r = run_in(dir, &["run", &ticket, "--executor", name]);
-        assert_eq!(r.code, 1, "{r:?}");
-        assert!(
-            r.stderr.contains("not built into this binary yet"),
-            "{}",
-            r.stderr
-        );
-    }
+    let r = run_in(dir, &["run", &ticket, "--executor", "nope"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("unknown executor `nope`") && r.stderr.contains("`k8s`"),
+        "{}",
+        r.stderr
+    );
+    // A backend whose configuration cannot be read: a clear error naming it, before
+    // anything is redeemed.
+    let cfg = std::fs::read_to_string(dir.join("agentsafe.toml")).unwrap();
+    std::fs::write(
+        dir.join("agentsafe.toml"),
+        format!("{cfg}\n[executors.k8s]\nkubeconfig = \"no-such-kubeconfig\"\n"),
+    )
+    .unwrap();
+    let r = run_in(dir, &["run", &ticket, "--executor", "k8s"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("[executors.k8s]") && r.stderr.contains("no-such-kubeconfig"),
+        "{}",
+        r.stderr
+    );
     // The ticket was not touched by the refusals: it still runs.
     let r = run_in(dir, &["run", &ticket]);
     assert_eq!(r.code, 0, "{r:?}");
