@@ -11,7 +11,8 @@ pub fn root() -> PathBuf {
 }
 
 /// The `agentsafe` binary of this build, (re)built once per test process so a test never
-/// runs a stale binary (`cargo test -p agentsafe-e2e` alone does not build other packages).
+/// runs a stale binary (`cargo test -p agentsafe-e2e` alone does not build other packages),
+/// or the one `AGENTSAFE_E2E_BIN` names.
 ///
 /// # Panics
 /// When the binary cannot be built: the test cannot run without it.
@@ -22,6 +23,16 @@ pub fn root() -> PathBuf {
 pub fn agentsafe_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // `cargo xtask` names the binary the same `cargo test` invocation just built (with
+        // the workspace's features); building it again here with `-p` would resolve other
+        // features and compile the AWS SDK a second time.
+        if let Some(bin) = std::env::var_os("AGENTSAFE_E2E_BIN") {
+            let bin = PathBuf::from(bin);
+            if !bin.is_file() {
+                panic!("AGENTSAFE_E2E_BIN={} is not a file", bin.display());
+            }
+            return bin;
+        }
         // Test executables live in <target>/<profile>/deps/.
         let exe = std::env::current_exe().unwrap_or_default();
         let profile_dir = exe

@@ -115,17 +115,21 @@ fn clippy() -> anyhow::Result<()> {
     run("cargo clippy -D warnings", c)
 }
 
-fn test() -> anyhow::Result<()> {
+/// `cargo test` over [`TEST_SELECTION`]; the end-to-end tests use the `agentsafe` binary
+/// this same invocation builds (the runner's own integration tests make cargo build it).
+fn cargo_test() -> Command {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     let mut c = cargo();
-    c.args([
-        "test",
-        "--workspace",
-        "--locked",
-        "--exclude",
-        "agentsafe-bench",
-        "--exclude",
-        "agentsafe-bench-cedar",
-    ]);
+    c.args(["test", "--locked"])
+        .args(TEST_SELECTION)
+        .env("AGENTSAFE_E2E_BIN", target.join("debug").join("agentsafe"));
+    c
+}
+
+fn test() -> anyhow::Result<()> {
+    let c = cargo_test();
     run("cargo test (unit, integration, end to end)", c)
 }
 
@@ -188,8 +192,7 @@ fn ci() -> anyhow::Result<()> {
     k8s_build
         .join()
         .map_err(|_| anyhow::anyhow!("the kube-apiserver build thread panicked"))??;
-    live_k8s()?;
-    live_aws()?;
+    live_all()?;
     eprintln!("ci: all green in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -214,6 +217,40 @@ fn env_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect())
+}
+
+/// The packages `cargo test` builds in CI: the same selection in every stage, so cargo
+/// resolves the same features and never rebuilds a dependency (the AWS SDK) between them.
+const TEST_SELECTION: &[&str] = &[
+    "--workspace",
+    "--exclude",
+    "agentsafe-bench",
+    "--exclude",
+    "agentsafe-bench-cedar",
+];
+
+/// The real-server test targets: `#[ignore]`d, so the plain test stage skips them.
+const LIVE_TARGETS: &[&str] = &["live", "k8s", "aws", "s3", "audit_s3"];
+
+/// Every real-server test at once, against kube-apiserver and moto side by side, in one
+/// cargo invocation over [`TEST_SELECTION`]; both servers stop on every path.
+fn live_all() -> anyhow::Result<()> {
+    let kubeconfig = k8s::up()?;
+    let _stop_k8s = Stop(k8s::down, "the Kubernetes API server");
+    let env_path = moto::up()?;
+    let _stop_moto = Stop(moto::down, "moto");
+    let mut env = env_file(&env_path)?;
+    env.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
+    let mut c = cargo_test();
+    for target in LIVE_TARGETS {
+        c.args(["--test", target]);
+    }
+    c.args(["--", "--ignored"]);
+    c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    run(
+        "real-server tests (kube-apiserver 1.20, moto): executors, agentsafe run, S3 shipping",
+        c,
+    )
 }
 
 /// Runs the ignored (real-server) tests of each `(package, test target)` with `env`.
