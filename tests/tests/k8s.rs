@@ -135,6 +135,20 @@ impl World {
         })
     }
 
+    /// Waits until the deployment controller has caught up with `web` at 0 replicas (the
+    /// only count whose rollouts complete without a kubelet); until then the
+    /// `rollout_not_in_progress` precheck rightly refuses the next change.
+    fn settle(&self, ns: &str) {
+        eventually("the deployment controller", || {
+            let d = self.deployment(ns);
+            let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+            let status = d.status.unwrap_or_default();
+            observed == d.metadata.generation
+                && status.replicas.unwrap_or(0) == 0
+                && status.updated_replicas.unwrap_or(0) == 0
+        });
+    }
+
     fn replicas(&self, ns: &str) -> i32 {
         self.deployment(ns).spec.unwrap().replicas.unwrap()
     }
@@ -414,12 +428,7 @@ fn deployment_actions_run_and_roll_back() {
     assert_eq!(w.replicas(&w.b), 0, "namespace B untouched");
     rollback(dir, &d);
     assert_eq!(w.replicas(&a), 0, "scaled back to the recorded count");
-    // Let the deployment controller catch up, or the next precheck rightly sees a rollout
-    // in progress.
-    eventually("the scale-down", || {
-        let d = w.deployment(&a);
-        d.status.and_then(|s| s.observed_generation) == d.metadata.generation
-    });
+    w.settle(&a);
 
     let (d, report) = act(
         dir,
@@ -430,10 +439,7 @@ fn deployment_actions_run_and_roll_back() {
     assert_eq!(report["record"]["before"]["image"], "busybox:1.35");
     assert_eq!(report["record"]["after"]["image"], "busybox:1.36");
     assert_eq!(w.image(&a), "busybox:1.36");
-    eventually("the rollout", || {
-        w.deployment(&a).status.and_then(|s| s.observed_generation)
-            == w.deployment(&a).metadata.generation
-    });
+    w.settle(&a);
     rollback(dir, &d);
     assert_eq!(w.image(&a), "busybox:1.35");
 
@@ -454,6 +460,7 @@ fn deployment_actions_run_and_roll_back() {
     );
     assert_eq!(w.image(&a), "busybox:1.36");
 
+    w.settle(&a);
     let before = w.deployment(&a).metadata.generation.unwrap();
     let (_, report) = act(dir, "restart-deployment", "e2e/web", json!({}));
     assert_eq!(report["record"]["after"]["generation"], before + 1);
