@@ -1517,20 +1517,40 @@ async fn rollback(
         .and_then(|s| s.template.as_ref())
         .map(logic::template_without_hash)
         .ok_or_else(|| K8sError::Refused(format!("revision {to} has no pod template")))?;
-    let mut next = d.clone();
-    next.metadata.annotations = Some(logic::rollback_annotations(&d, rs));
-    next.metadata.managed_fields = None;
-    if let Some(spec) = next.spec.as_mut() {
-        spec.template = template;
+    // What `kubectl rollout undo` sends: a JSON patch replacing the pod template and the
+    // annotations, with no resourceVersion (the controller's status updates do not make it
+    // a conflict). A `test` of the revision we read guards against a concurrent rollout: if
+    // another one moved the Deployment meanwhile, the server refuses the whole patch.
+    let mut ops = Vec::new();
+    if let Some(rev) = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(logic::REVISION_ANNOTATION))
+    {
+        ops.push(json!({
+            "op": "test",
+            "path": "/metadata/annotations/deployment.kubernetes.io~1revision",
+            "value": rev,
+        }));
     }
-    next.status = None;
-    // A replace carries the resourceVersion read above: a concurrent change is a 409.
+    let template = serde_json::to_value(&template)
+        .map_err(|e| K8sError::Refused(format!("revision {to}: {e}")))?;
+    ops.push(json!({"op": "replace", "path": "/spec/template", "value": template}));
+    ops.push(json!({
+        "op": "add",
+        "path": "/metadata/annotations",
+        "value": logic::rollback_annotations(&d, rs),
+    }));
+    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))
+        .map_err(|e| K8sError::Refused(format!("rollback patch: {e}")))?;
     let what = format!("deployment {ns}/{name}");
     let out = k
         .call(
-            "replace",
+            "patch",
             &what,
-            k.deployments(ns).replace(name, &post(dry_run), &next),
+            k.deployments(ns)
+                .patch(name, &pp(dry_run), &Patch::<()>::Json(patch)),
         )
         .await?;
     Ok((out, from, to))
