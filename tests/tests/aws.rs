@@ -17,9 +17,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use agentsafe_e2e::{Run, root, run_in};
+use agentsafe_e2e::{
+    SRE, backend_project, e2e_target, json_of, rollback, root, run_in, unique,
+    verify_audit as verify,
+};
 use serde_json::{Value, json};
 
 const HINT: &str = "this test needs an AWS endpoint: run `cargo xtask moto-up`, then \
@@ -67,102 +69,32 @@ fn call(service: &str, op: &str, kwargs: Value) -> Value {
     py(&["call", service, op, &kwargs.to_string()])
 }
 
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos:x}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 /// A project whose inventory holds `targets` (id, type, attributes without account and
 /// region; environment `e2e`), one policy allowing callers with role `sre` everything
 /// there, and the aws executor as default.
 fn project(targets: &[(&str, &str, Value)]) -> tempfile::TempDir {
     python();
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    let r = run_in(p, &["init", "."]);
-    assert_eq!(r.code, 0, "{r:?}");
-    std::fs::remove_dir_all(p.join("policies")).unwrap();
-    std::fs::create_dir_all(p.join("policies")).unwrap();
-    std::fs::write(
-        p.join("policies/aws-e2e.toml"),
-        r#"[[rules]]
-id = "e2e-sre"
-description = "The moto account is open to SREs"
-priority = 50
-decision = "allow"
-reason = "e2e"
-match.targets.environments = ["e2e"]
-match.callers.roles = ["sre"]
-"#,
+    let inventory: String = targets
+        .iter()
+        .map(|(id, ty, attrs)| {
+            let mut a = format!("account = \"{ACCOUNT}\", region = \"{}\"", region());
+            for (k, v) in attrs.as_object().unwrap() {
+                a += &format!(", {k} = {v}");
+            }
+            e2e_target(id, ty, &a)
+        })
+        .collect();
+    backend_project(
+        "aws",
+        &inventory,
+        "[executors.aws]\nwait_timeout_seconds = 60",
     )
-    .unwrap();
-    let mut inv = String::new();
-    for (id, ty, attrs) in targets {
-        let mut a = format!("account = \"{ACCOUNT}\", region = \"{}\"", region());
-        for (k, v) in attrs.as_object().unwrap() {
-            a += &format!(", {k} = {v}");
-        }
-        inv += &format!(
-            "[[targets]]\nid = \"{id}\"\ntype = \"{ty}\"\nenvironment = \"e2e\"\nsensitivity = \"internal\"\nowner = \"e2e\"\nattributes = {{ {a} }}\n\n"
-        );
-    }
-    std::fs::write(p.join("inventory.toml"), inv).unwrap();
-    let cfg = std::fs::read_to_string(p.join("agentsafe.toml")).unwrap();
-    let cfg = cfg.replace("executor = \"dry-run\"", "executor = \"aws\"");
-    let cfg = format!("{cfg}\n[executors.aws]\nwait_timeout_seconds = 60\n");
-    std::fs::write(p.join("agentsafe.toml"), cfg).unwrap();
-    let r = run_in(p, &["validate"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    dir
-}
-
-const SRE: &[&str] = &["--caller", "agent-1", "--role", "sre"];
-
-fn json_of(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
 }
 
 /// Checks, runs the ticket with `--executor aws`; the run must succeed. Returns (decision
 /// id, run report).
 fn act(dir: &Path, action: &str, target: &str, params: Value) -> (String, Value) {
-    let params = params.to_string();
-    let mut args = vec![
-        "check", action, "--target", target, "--params", &params, "--output", "json",
-    ];
-    args.extend_from_slice(SRE);
-    let r = run_in(dir, &args);
-    let d = json_of(&r);
-    assert_eq!(d["decision"], "allow", "{r:?}");
-    let ticket = d["ticket"].as_str().unwrap().to_owned();
-    let r = run_in(
-        dir,
-        &["run", &ticket, "--executor", "aws", "--output", "json"],
-    );
-    let report = json_of(&r);
-    assert_eq!(r.code, 0, "{action}: {r:?}");
-    assert_eq!(report["outcome"], "succeeded", "{report}");
-    assert_eq!(report["record"]["executor"], "aws");
-    (d["decision_id"].as_str().unwrap().to_owned(), report)
-}
-
-/// `rollback run`; it must succeed. Returns its output (plan, decision, run).
-fn rollback(dir: &Path, decision: &str) -> Value {
-    let mut args = vec!["rollback", "run", decision, "--output", "json"];
-    args.extend_from_slice(SRE);
-    let r = run_in(dir, &args);
-    assert_eq!(r.code, 0, "{r:?}");
-    let v = json_of(&r);
-    assert_eq!(v["run"]["record"]["kind"], "rollback", "{v}");
-    assert_eq!(v["run"]["outcome"], "succeeded", "{v}");
-    v
+    agentsafe_e2e::act(dir, "aws", action, target, &params)
 }
 
 /// `rollback plan` must refuse: the action is not reversible.
@@ -170,11 +102,6 @@ fn not_reversible(dir: &Path, decision: &str) {
     let r = run_in(dir, &["rollback", "plan", decision]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("not reversible"), "{r:?}");
-}
-
-fn verify(dir: &Path) {
-    let r = run_in(dir, &["audit", "verify"]);
-    assert_eq!(r.code, 0, "{r:?}");
 }
 
 fn prechecks_passed(report: &Value) {

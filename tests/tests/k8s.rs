@@ -16,10 +16,12 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use agentsafe_e2e::{Run, run_in};
+use agentsafe_e2e::{
+    Run, SRE, allow, backend_project, e2e_target, json_of, rollback, run_in, unique,
+    verify_audit as verify,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
@@ -51,20 +53,6 @@ async fn client() -> kube::Client {
         .await
         .unwrap();
     kube::Client::try_from(cfg).unwrap()
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id() % 10_000,
-        N.fetch_add(1, Ordering::SeqCst),
-        nanos % 100_000
-    )
 }
 
 /// The cluster objects of one test: two namespaces (A, where the targets live, and B), a
@@ -254,120 +242,52 @@ impl Drop for World {
 /// A project whose inventory holds the world's objects (environment `e2e`), one policy
 /// allowing callers with role `sre` everything there, and the k8s executor as default.
 fn project(w: &World, made_ns: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let r = run_in(dir.path(), &["init", "."]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let p = dir.path();
-    std::fs::remove_dir_all(p.join("policies")).unwrap();
-    std::fs::create_dir_all(p.join("policies")).unwrap();
-    std::fs::write(
-        p.join("policies/k8s-e2e.toml"),
-        r#"[[rules]]
-id = "e2e-sre"
-description = "The e2e cluster is open to SREs"
-priority = 50
-decision = "allow"
-reason = "e2e"
-match.targets.environments = ["e2e"]
-match.callers.roles = ["sre"]
-"#,
+    let attrs = |more: &str| format!("cluster = \"e2e\", {more}");
+    let inventory = [
+        e2e_target(
+            "e2e/web",
+            "k8s-deployment",
+            &attrs(&format!("namespace = \"{}\", name = \"web\"", w.a)),
+        ),
+        e2e_target(
+            "e2e/web-hpa",
+            "k8s-hpa",
+            &attrs(&format!("namespace = \"{}\", name = \"web\"", w.a)),
+        ),
+        e2e_target(
+            "e2e/ns",
+            "k8s-namespace",
+            &attrs(&format!("namespace = \"{}\"", w.a)),
+        ),
+        e2e_target(
+            "e2e/made",
+            "k8s-namespace",
+            &attrs(&format!("namespace = \"{made_ns}\"")),
+        ),
+        e2e_target(
+            "e2e/node",
+            "k8s-node",
+            &attrs(&format!("node = \"{}\"", w.node)),
+        ),
+        e2e_target("e2e/cluster", "k8s-cluster", "cluster = \"e2e\""),
+    ]
+    .concat();
+    backend_project(
+        "k8s",
+        &inventory,
+        &format!(
+            "[executors.k8s]\nkubeconfig = \"{}\"",
+            kubeconfig().display()
+        ),
     )
-    .unwrap();
-    let target = |id: &str, ty: &str, attrs: &str| {
-        format!(
-            "[[targets]]\nid = \"{id}\"\ntype = \"{ty}\"\nenvironment = \"e2e\"\nsensitivity = \"internal\"\nowner = \"e2e\"\nattributes = {{ cluster = \"e2e\", {attrs} }}\n\n"
-        )
-    };
-    let mut inv = String::new();
-    inv += &target(
-        "e2e/web",
-        "k8s-deployment",
-        &format!("namespace = \"{}\", name = \"web\"", w.a),
-    );
-    inv += &target(
-        "e2e/web-hpa",
-        "k8s-hpa",
-        &format!("namespace = \"{}\", name = \"web\"", w.a),
-    );
-    inv += &target(
-        "e2e/ns",
-        "k8s-namespace",
-        &format!("namespace = \"{}\"", w.a),
-    );
-    inv += &target(
-        "e2e/made",
-        "k8s-namespace",
-        &format!("namespace = \"{made_ns}\""),
-    );
-    inv += &target("e2e/node", "k8s-node", &format!("node = \"{}\"", w.node));
-    inv += "[[targets]]\nid = \"e2e/cluster\"\ntype = \"k8s-cluster\"\nenvironment = \"e2e\"\nsensitivity = \"internal\"\nowner = \"e2e\"\nattributes = { cluster = \"e2e\" }\n";
-    std::fs::write(p.join("inventory.toml"), inv).unwrap();
-    let cfg = std::fs::read_to_string(p.join("agentsafe.toml")).unwrap();
-    let cfg = cfg.replace("executor = \"dry-run\"", "executor = \"k8s\"");
-    let cfg = format!(
-        "{cfg}\n[executors.k8s]\nkubeconfig = \"{}\"\n",
-        kubeconfig().display()
-    );
-    std::fs::write(p.join("agentsafe.toml"), cfg).unwrap();
-    let r = run_in(p, &["validate"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    dir
 }
 
-const SRE: &[&str] = &["--caller", "agent-1", "--role", "sre"];
-
-fn json_of(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
-}
-
-/// An ALLOW for `action` on `target`: (ticket, decision id).
-fn allow(dir: &Path, action: &str, target: &str, params: &Value) -> (String, String) {
-    let params = params.to_string();
-    let mut args = vec![
-        "check", action, "--target", target, "--params", &params, "--output", "json",
-    ];
-    args.extend_from_slice(SRE);
-    let r = run_in(dir, &args);
-    let d = json_of(&r);
-    assert_eq!(d["decision"], "allow", "{r:?}");
-    (
-        d["ticket"].as_str().unwrap().to_owned(),
-        d["decision_id"].as_str().unwrap().to_owned(),
-    )
+fn act(dir: &Path, action: &str, target: &str, params: Value) -> (String, Value) {
+    agentsafe_e2e::act(dir, "k8s", action, target, &params)
 }
 
 fn run_ticket(dir: &Path, ticket: &str) -> (Run, Value) {
-    let r = run_in(
-        dir,
-        &["run", ticket, "--executor", "k8s", "--output", "json"],
-    );
-    let v = json_of(&r);
-    (r, v)
-}
-
-/// Allows and runs; the run must succeed. Returns (decision id, report).
-fn act(dir: &Path, action: &str, target: &str, params: Value) -> (String, Value) {
-    let (ticket, decision) = allow(dir, action, target, &params);
-    let (r, report) = run_ticket(dir, &ticket);
-    assert_eq!(r.code, 0, "{action}: {r:?}");
-    assert_eq!(report["outcome"], "succeeded", "{report}");
-    (decision, report)
-}
-
-fn rollback(dir: &Path, decision: &str) -> Value {
-    let mut args = vec!["rollback", "run", decision, "--output", "json"];
-    args.extend_from_slice(SRE);
-    let r = run_in(dir, &args);
-    assert_eq!(r.code, 0, "{r:?}");
-    let v = json_of(&r);
-    assert_eq!(v["run"]["record"]["kind"], "rollback", "{v}");
-    assert_eq!(v["run"]["outcome"], "succeeded", "{v}");
-    v
-}
-
-fn verify(dir: &Path) {
-    let r = run_in(dir, &["audit", "verify"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    agentsafe_e2e::run_ticket(dir, ticket, "k8s")
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
