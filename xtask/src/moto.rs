@@ -1,8 +1,8 @@
 //! moto, the AWS emulator the AWS executor's tests run against: installed once into a cached
 //! virtual environment, started on a free loopback port, seeded with fixtures.
 //!
-//! Layout under `~/.cache/agentsafe/moto/` (`$AGENTSAFE_CACHE/moto/` when set): `venv/` (kept across runs) and `run/` (removed
-//! by `moto-down`): `moto.log`, `moto.pid`, `env` (the variables the tests read) and
+//! Layout under `~/.cache/agentsafe/moto/` (`$AGENTSAFE_CACHE/moto/` when set): `venv/`
+//! (kept across runs) and `run/` (removed by `moto-down`): `moto.log`, `moto.pid`, `env` (the variables the tests read) and
 //! `fixtures.json` (the seeded ids and ARNs).
 
 use std::fs;

@@ -305,6 +305,12 @@ fn service(action: &str) -> Option<Service> {
     })
 }
 
+/// The service of an action of this executor, or an error naming the action.
+fn aws_service(ctx: &ActionContext) -> Result<Service, AwsError> {
+    service(&ctx.action)
+        .ok_or_else(|| AwsError::Config(format!("action `{}` is not an aws action", ctx.action)))
+}
+
 impl AwsExecutor {
     fn unsupported(&self, ctx: &ActionContext) -> CoreError {
         CoreError::ExecutorUnsupported {
@@ -338,12 +344,7 @@ impl AwsExecutor {
         ctx: &ActionContext,
         creds: &Credentials,
     ) -> Result<Value, AwsError> {
-        let Some(svc) = service(&ctx.action) else {
-            return Err(AwsError::Config(format!(
-                "action `{}` is not an aws action",
-                ctx.action
-            )));
-        };
+        let svc = aws_service(ctx)?;
         let p = Params::new(&ctx.params);
         let aws = self.clients(ctx, creds).await?;
         match svc {
@@ -361,12 +362,7 @@ impl AwsExecutor {
         creds: &Credentials,
         cancel: &Cancel,
     ) -> Result<ExecutionReport, AwsError> {
-        let Some(svc) = service(&ctx.action) else {
-            return Err(AwsError::Config(format!(
-                "action `{}` is not an aws action",
-                ctx.action
-            )));
-        };
+        let svc = aws_service(ctx)?;
         let p = Params::new(&ctx.params);
         let aws = self.clients(ctx, creds).await?;
         let limit = self.wait_limit(&ctx.action);

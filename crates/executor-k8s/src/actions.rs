@@ -1117,6 +1117,89 @@ fn merge(v: Value) -> Patch<Value> {
     Patch::Merge(v)
 }
 
+/// The verb a request is recorded under: `patch`, or `patch (dry run)`.
+fn verb(verb: &'static str, dry_run: bool) -> String {
+    if dry_run {
+        format!("{verb} (dry run)")
+    } else {
+        verb.to_owned()
+    }
+}
+
+// The requests behind the simple changes, shared by `execute` and `dry_run` so the server
+// validates exactly what would be sent.
+
+async fn patch_deployment(
+    k: &Kx,
+    ns: &str,
+    name: &str,
+    patch: &Patch<Value>,
+    dry_run: bool,
+) -> Result<Deployment, K8sError> {
+    let what = format!("deployment {ns}/{name}");
+    k.call(
+        &verb("patch", dry_run),
+        &what,
+        k.deployments(ns).patch(name, &pp(dry_run), patch),
+    )
+    .await
+}
+
+async fn scale_deployment(
+    k: &Kx,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    dry_run: bool,
+) -> Result<Scale, K8sError> {
+    let what = format!("deployment {ns}/{name}");
+    k.call(
+        &verb("scale", dry_run),
+        &what,
+        k.deployments(ns).patch_scale(
+            name,
+            &pp(dry_run),
+            &merge(json!({"spec": {"replicas": replicas}})),
+        ),
+    )
+    .await
+}
+
+async fn patch_hpa_spec(
+    k: &Kx,
+    ns: &str,
+    name: &str,
+    spec: Value,
+    dry_run: bool,
+) -> Result<HorizontalPodAutoscaler, K8sError> {
+    let what = format!("horizontalpodautoscaler {ns}/{name}");
+    k.call(
+        &verb("patch", dry_run),
+        &what,
+        k.hpas(ns)
+            .patch(name, &pp(dry_run), &merge(json!({ "spec": spec }))),
+    )
+    .await
+}
+
+async fn set_unschedulable(
+    k: &Kx,
+    node: &str,
+    unschedulable: bool,
+    dry_run: bool,
+) -> Result<Node, K8sError> {
+    k.call(
+        &verb("patch", dry_run),
+        &format!("node {node}"),
+        k.nodes().patch(
+            node,
+            &pp(dry_run),
+            &merge(json!({"spec": {"unschedulable": unschedulable}})),
+        ),
+    )
+    .await
+}
+
 /// The time as kubectl writes `restartedAt` (RFC 3339, whole seconds, UTC).
 fn now_rfc3339() -> String {
     let now = agentsafe_core::Timestamp::now();
@@ -1141,51 +1224,21 @@ pub(crate) async fn execute(k: &Kx, op: &Op, cancel: &Cancel) -> Result<Executio
                 )));
             }
             let at = now_rfc3339();
-            let body = restart_patch(&at);
-            let what = format!("deployment {ns}/{name}");
-            let d = k
-                .call(
-                    "patch",
-                    &what,
-                    k.deployments(ns).patch(name, &pp(false), &merge(body)),
-                )
-                .await?;
+            let d = patch_deployment(k, ns, name, &merge(restart_patch(&at)), false).await?;
             Ok(report(
                 format!("restarted deployment {ns}/{name} (restartedAt {at})"),
                 json!({"restartedAt": at, "generation": d.metadata.generation}),
             ))
         }
         Op::ScaleDeployment { ns, name, replicas } => {
-            let what = format!("deployment {ns}/{name}");
-            let s: Scale = k
-                .call(
-                    "scale",
-                    &what,
-                    k.deployments(ns).patch_scale(
-                        name,
-                        &pp(false),
-                        &merge(json!({"spec": {"replicas": replicas}})),
-                    ),
-                )
-                .await?;
+            let s = scale_deployment(k, ns, name, *replicas, false).await?;
             Ok(report(
                 format!("scaled deployment {ns}/{name} to {replicas} replicas"),
                 to_json("scale", &s)?,
             ))
         }
         Op::ScaleHpa { ns, name, min } => {
-            let what = format!("horizontalpodautoscaler {ns}/{name}");
-            let h = k
-                .call(
-                    "patch",
-                    &what,
-                    k.hpas(ns).patch(
-                        name,
-                        &pp(false),
-                        &merge(json!({"spec": {"minReplicas": min}})),
-                    ),
-                )
-                .await?;
+            let h = patch_hpa_spec(k, ns, name, json!({"minReplicas": min}), false).await?;
             Ok(report(
                 format!("set minReplicas of horizontalpodautoscaler {ns}/{name} to {min}"),
                 json!({"minReplicas": min, "maxReplicas": h.spec.map(|s| s.max_replicas)}),
@@ -1197,17 +1250,8 @@ pub(crate) async fn execute(k: &Kx, op: &Op, cancel: &Cancel) -> Result<Executio
                     "min_replicas {min} exceeds max_replicas {max}"
                 )));
             }
-            let what = format!("horizontalpodautoscaler {ns}/{name}");
-            k.call(
-                "patch",
-                &what,
-                k.hpas(ns).patch(
-                    name,
-                    &pp(false),
-                    &merge(json!({"spec": {"minReplicas": min, "maxReplicas": max}})),
-                ),
-            )
-            .await?;
+            let limits = json!({"minReplicas": min, "maxReplicas": max});
+            patch_hpa_spec(k, ns, name, limits, false).await?;
             Ok(report(
                 format!("set the limits of horizontalpodautoscaler {ns}/{name} to {min}..={max}"),
                 json!({"minReplicas": min, "maxReplicas": max}),
@@ -1240,14 +1284,7 @@ pub(crate) async fn execute(k: &Kx, op: &Op, cancel: &Cancel) -> Result<Executio
                     template_containers(&d).join(", ")
                 ))
             })?;
-            let what = format!("deployment {ns}/{name}");
-            k.call(
-                "patch",
-                &what,
-                k.deployments(ns)
-                    .patch(name, &pp(false), &image_patch(container, image)),
-            )
-            .await?;
+            patch_deployment(k, ns, name, &image_patch(container, image), false).await?;
             Ok(report(
                 format!(
                     "set the image of container `{container}` of deployment {ns}/{name} to {image}"
@@ -1256,32 +1293,14 @@ pub(crate) async fn execute(k: &Kx, op: &Op, cancel: &Cancel) -> Result<Executio
             ))
         }
         Op::CordonNode { node } => {
-            k.call(
-                "patch",
-                &format!("node {node}"),
-                k.nodes().patch(
-                    node,
-                    &pp(false),
-                    &merge(json!({"spec": {"unschedulable": true}})),
-                ),
-            )
-            .await?;
+            set_unschedulable(k, node, true, false).await?;
             Ok(report(
                 format!("cordoned node {node}"),
                 json!({"unschedulable": true}),
             ))
         }
         Op::UncordonNode { node } => {
-            k.call(
-                "patch",
-                &format!("node {node}"),
-                k.nodes().patch(
-                    node,
-                    &pp(false),
-                    &merge(json!({"spec": {"unschedulable": false}})),
-                ),
-            )
-            .await?;
+            set_unschedulable(k, node, false, false).await?;
             Ok(report(
                 format!("uncordoned node {node}"),
                 json!({"unschedulable": false}),
@@ -1587,60 +1606,23 @@ async fn apply_netpol(
 pub(crate) async fn dry_run(k: &Kx, op: &Op) -> Result<Option<Value>, K8sError> {
     let v = match op {
         Op::RestartDeployment { ns, name } => {
-            let what = format!("deployment {ns}/{name}");
-            let d = k
-                .call(
-                    "patch (dry run)",
-                    &what,
-                    k.deployments(ns)
-                        .patch(name, &pp(true), &merge(restart_patch(&now_rfc3339()))),
-                )
-                .await?;
-            to_json("deployment", &d)?
+            let patch = merge(restart_patch(&now_rfc3339()));
+            to_json(
+                "deployment",
+                &patch_deployment(k, ns, name, &patch, true).await?,
+            )?
         }
-        Op::ScaleDeployment { ns, name, replicas } => {
-            let what = format!("deployment {ns}/{name}");
-            let s = k
-                .call(
-                    "scale (dry run)",
-                    &what,
-                    k.deployments(ns).patch_scale(
-                        name,
-                        &pp(true),
-                        &merge(json!({"spec": {"replicas": replicas}})),
-                    ),
-                )
-                .await?;
-            to_json("scale", &s)?
-        }
+        Op::ScaleDeployment { ns, name, replicas } => to_json(
+            "scale",
+            &scale_deployment(k, ns, name, *replicas, true).await?,
+        )?,
         Op::ScaleHpa { ns, name, min } => {
-            let what = format!("horizontalpodautoscaler {ns}/{name}");
-            let h = k
-                .call(
-                    "patch (dry run)",
-                    &what,
-                    k.hpas(ns).patch(
-                        name,
-                        &pp(true),
-                        &merge(json!({"spec": {"minReplicas": min}})),
-                    ),
-                )
-                .await?;
+            let h = patch_hpa_spec(k, ns, name, json!({"minReplicas": min}), true).await?;
             to_json("horizontalpodautoscaler", &h)?
         }
         Op::UpdateHpaLimits { ns, name, min, max } => {
-            let what = format!("horizontalpodautoscaler {ns}/{name}");
-            let h = k
-                .call(
-                    "patch (dry run)",
-                    &what,
-                    k.hpas(ns).patch(
-                        name,
-                        &pp(true),
-                        &merge(json!({"spec": {"minReplicas": min, "maxReplicas": max}})),
-                    ),
-                )
-                .await?;
+            let limits = json!({"minReplicas": min, "maxReplicas": max});
+            let h = patch_hpa_spec(k, ns, name, limits, true).await?;
             to_json("horizontalpodautoscaler", &h)?
         }
         Op::RolloutUndo {
@@ -1663,44 +1645,15 @@ pub(crate) async fn dry_run(k: &Kx, op: &Op) -> Result<Option<Value>, K8sError> 
                     "deployment {ns}/{name} has no container `{container}`"
                 )));
             }
-            let what = format!("deployment {ns}/{name}");
-            let d = k
-                .call(
-                    "patch (dry run)",
-                    &what,
-                    k.deployments(ns)
-                        .patch(name, &pp(true), &image_patch(container, image)),
-                )
-                .await?;
+            let d = patch_deployment(k, ns, name, &image_patch(container, image), true).await?;
             to_json("deployment", &d)?
         }
         Op::CordonNode { node } | Op::UncordonNode { node } => {
             let cordon = matches!(op, Op::CordonNode { .. });
-            let n = k
-                .call(
-                    "patch (dry run)",
-                    &format!("node {node}"),
-                    k.nodes().patch(
-                        node,
-                        &pp(true),
-                        &merge(json!({"spec": {"unschedulable": cordon}})),
-                    ),
-                )
-                .await?;
-            to_json("node", &n)?
+            to_json("node", &set_unschedulable(k, node, cordon, true).await?)?
         }
         Op::DrainNode { node, opts } => {
-            let n = k
-                .call(
-                    "patch (dry run)",
-                    &format!("node {node}"),
-                    k.nodes().patch(
-                        node,
-                        &pp(true),
-                        &merge(json!({"spec": {"unschedulable": true}})),
-                    ),
-                )
-                .await?;
+            let n = set_unschedulable(k, node, true, true).await?;
             let pods = node_pods(k, node).await?;
             let ds = daemonsets_present(k, &pods).await?;
             let (evict, skipped, blocked) =
