@@ -2,8 +2,8 @@
 //! virtual environment, started on a free loopback port, seeded with fixtures.
 //!
 //! Layout under `~/.cache/agentsafe/moto/` (`$AGENTSAFE_CACHE/moto/` when set): `venv/`
-//! (kept across runs) and `run/` (removed by `moto-down`): `moto.log`, `moto.pid`, `env` (the variables the tests read) and
-//! `fixtures.json` (the seeded ids and ARNs).
+//! (kept across runs) and `run/` (removed by `moto-down`): `moto.log`, `moto.pid`, `env`
+//! (the variables the tests read) and `fixtures.json` (the seeded ids and ARNs).
 
 use std::fs;
 use std::io::{Read as _, Write as _};
