@@ -654,10 +654,26 @@ fn get_secret_values_never_reach_the_audit_log() {
             "e2e/ns",
             json!({"secret": "db", "reveal_values": reveal}),
         );
+        // The record (what the audit log holds) never has the value; the caller gets it in
+        // `output` only when the signed params asked for it.
         assert!(
-            !report.to_string().contains("e2e-secret-canary-77"),
+            !report["record"]
+                .to_string()
+                .contains("e2e-secret-canary-77"),
             "{report}"
         );
+        assert_eq!(report["output"]["keys"][0]["name"], "password", "{report}");
+        if reveal {
+            assert_eq!(
+                report["output"]["secret_values"]["password"], "e2e-secret-canary-77",
+                "{report}"
+            );
+        } else {
+            assert!(
+                !report.to_string().contains("e2e-secret-canary-77"),
+                "{report}"
+            );
+        }
     }
     let r = run_in(dir, &["audit", "show", "--output", "json"]);
     assert!(

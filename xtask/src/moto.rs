@@ -169,41 +169,61 @@ pub fn up() -> anyhow::Result<PathBuf> {
         .context("cannot start moto's server")?;
     let pid = child.id();
     fs::write(run.join("moto.pid"), format!("{pid}\n"))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get_status(port, "/moto-api/").is_none() {
+    // Until the server is up and seeded, a failure stops it again: nothing is left running.
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let started_up = (|| -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get_status(port, "/moto-api/").is_none() {
+            if !process_running(pid) {
+                bail!(
+                    "moto's server exited during start-up; see {}",
+                    run.join("moto.log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "moto_server did not answer on port {port} within 60 s; see {}",
+                    run.join("moto.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let py = python(&venv);
+        let env = format!(
+            "AWS_ENDPOINT_URL={endpoint}\nAWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n\
+             AWS_DEFAULT_REGION={REGION}\nAWS_REGION={REGION}\nAGENTSAFE_MOTO_PYTHON={}\n\
+             AGENTSAFE_MOTO_SCRIPTS={}\n",
+            py.display(),
+            scripts().display()
+        );
+        let mut seed = Command::new(&py);
+        seed.arg(scripts().join("aws.py"))
+            .arg("seed")
+            .arg(run.join("fixtures.json"))
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env_remove("AWS_PROFILE");
+        crate::run("seed the moto fixtures", seed)?;
+        // The answer must come from our server, not from whatever took the port first.
         if !process_running(pid) {
             bail!(
-                "moto's server exited during start-up; see {}",
+                "moto's server (pid {pid}) exited; see {}",
                 run.join("moto.log").display()
             );
         }
-        if Instant::now() > deadline {
-            bail!(
-                "moto_server did not answer on port {port} within 60 s; see {}",
-                run.join("moto.log").display()
-            );
+        Ok(env)
+    })();
+    let env = match started_up {
+        Ok(env) => env,
+        Err(e) => {
+            if let Err(stop_err) = stop(&run) {
+                eprintln!("xtask: stopping moto after a failed start: {stop_err:#}");
+            }
+            return Err(e);
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let py = python(&venv);
-    let env = format!(
-        "AWS_ENDPOINT_URL={endpoint}\nAWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n\
-         AWS_DEFAULT_REGION={REGION}\nAWS_REGION={REGION}\nAGENTSAFE_MOTO_PYTHON={}\n\
-         AGENTSAFE_MOTO_SCRIPTS={}\n",
-        py.display(),
-        scripts().display()
-    );
-    let mut seed = Command::new(&py);
-    seed.arg(scripts().join("aws.py"))
-        .arg("seed")
-        .arg(run.join("fixtures.json"))
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", REGION)
-        .env_remove("AWS_PROFILE");
-    crate::run("seed the moto fixtures", seed)?;
+    };
     // Written last: its presence means the server is up and seeded.
     fs::write(&env_path, env)?;
     eprintln!(

@@ -53,6 +53,13 @@ impl S3Location {
                 "the key prefix of `s3://{bucket}` contains a control character"
             )));
         }
+        // A proxy or server that normalises paths would turn `a/../b` into another key, or
+        // with path-style addressing into another bucket.
+        if prefix.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(AuditError::Config(format!(
+                "the key prefix `{prefix}` of `s3://{bucket}` has a `.` or `..` segment"
+            )));
+        }
         Ok(S3Location {
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
@@ -671,11 +678,33 @@ impl S3Client {
             let truncated = xml_elements(&text, "IsTruncated")
                 .first()
                 .is_some_and(|v| v.trim() == "true");
-            token = xml_elements(&text, "NextContinuationToken")
+            if !truncated {
+                return Ok(keys);
+            }
+            // A partial listing taken for the whole would make `ship_log` ship a batch twice.
+            let next = xml_elements(&text, "NextContinuationToken")
                 .first()
                 .map(|t| xml_unescape(t));
-            if !truncated || token.is_none() {
-                return Ok(keys);
+            match next {
+                None => {
+                    return Err(S3Failure {
+                        retry: false,
+                        status: None,
+                        message: format!(
+                            "{what}: S3 said the listing is truncated but gave no continuation token"
+                        ),
+                    });
+                }
+                Some(t) if token.as_deref() == Some(t.as_str()) => {
+                    return Err(S3Failure {
+                        retry: false,
+                        status: None,
+                        message: format!(
+                            "{what}: S3 repeated the continuation token; the listing would never end"
+                        ),
+                    });
+                }
+                Some(t) => token = Some(t),
             }
         }
     }
@@ -848,6 +877,8 @@ mod tests {
             "s3://a..b",
             "s3://bucket/a//b",
             "s3://bucket/a\u{7}b",
+            "s3://bucket/../other",
+            "s3://bucket/a/./b",
             "http://bucket",
         ] {
             let err = bad.parse::<S3Location>().unwrap_err().to_string();

@@ -15,8 +15,8 @@ pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 #[cfg(test)]
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// One request to sign.
-#[derive(Debug, Clone, Copy)]
+/// One request to sign. Not `Debug`: its headers may hold `x-amz-security-token`.
+#[derive(Clone, Copy)]
 pub(crate) struct SignRequest<'a> {
     /// `GET`, `PUT`, ...
     pub method: &'a str,

@@ -273,10 +273,13 @@ pub(crate) async fn precheck(
                     )
                 })?;
             match out.disable_api_termination().and_then(|v| v.value()) {
+                Some(false) => passed(format!("instance `{id}` has no termination protection")),
                 Some(true) => failed(format!(
                     "instance `{id}` has termination protection (DisableApiTermination = true)"
                 )),
-                _ => passed(format!("instance `{id}` has no termination protection")),
+                None => failed(format!(
+                    "instance `{id}`: EC2 did not say whether termination protection is on"
+                )),
             }
         }
         "volumes_deleted_on_termination" => {

@@ -87,25 +87,31 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Whether a policy document allows `*` on `*`.
-fn grants_everything(document: &str) -> bool {
-    let Ok(doc) = serde_json::from_str::<Value>(document) else {
-        return false;
-    };
+/// Whether a policy document grants administrator access: an `Allow` statement whose
+/// actions include `*`, `*:*` or `iam:*` (or that uses `NotAction`, which allows everything
+/// but a list) on resource `*` (or `NotResource`). `Err` when the document cannot be read:
+/// a check that cannot see the policy must not pass.
+fn grants_everything(document: &str) -> Result<bool, String> {
+    let doc = serde_json::from_str::<Value>(document)
+        .map_err(|e| format!("the policy document is not JSON ({e})"))?;
     let statements = match doc.get("Statement") {
         Some(Value::Array(a)) => a.clone(),
         Some(s @ Value::Object(_)) => vec![s.clone()],
-        _ => return false,
+        _ => return Err("the policy document has no Statement".into()),
     };
-    let has_star = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => s == "*",
-        Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some("*")),
+    let any = |v: Option<&Value>, wide: &dyn Fn(&str) -> bool| match v {
+        Some(Value::String(s)) => wide(s),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(wide),
         _ => false,
     };
-    statements.iter().any(|s| {
-        s.get("Effect").and_then(Value::as_str) == Some("Allow")
-            && has_star(s.get("Action"))
-            && has_star(s.get("Resource"))
-    })
+    let admin_action = |a: &str| matches!(a.to_ascii_lowercase().as_str(), "*" | "*:*" | "iam:*");
+    Ok(statements.iter().any(|s| {
+        let allow = s.get("Effect").and_then(Value::as_str) == Some("Allow");
+        let actions = s.get("NotAction").is_some() || any(s.get("Action"), &admin_action);
+        let resources =
+            s.get("NotResource").is_some() || any(s.get("Resource"), &|r: &str| r == "*");
+        allow && actions && resources
+    }))
 }
 
 pub(crate) async fn precheck(
@@ -220,17 +226,23 @@ pub(crate) async fn precheck(
                         &format!("policy `{arn}`"),
                     )
                 })?;
-            let doc = v
+            let Some(doc) = v
                 .policy_version()
                 .and_then(|x| x.document())
                 .map(percent_decode)
-                .unwrap_or_default();
-            if grants_everything(&doc) {
-                failed(format!("policy `{arn}` ({version}) allows `*` on `*`"))
-            } else {
-                passed(format!(
-                    "policy `{arn}` ({version}) does not allow `*` on `*`"
-                ))
+            else {
+                return failed(format!(
+                    "policy `{arn}` ({version}): IAM returned no document, so it cannot be checked"
+                ));
+            };
+            match grants_everything(&doc) {
+                Ok(true) => failed(format!(
+                    "policy `{arn}` ({version}) grants administrator access (`*`, `*:*`, `iam:*` or NotAction on every resource)"
+                )),
+                Ok(false) => passed(format!(
+                    "policy `{arn}` ({version}) grants no administrator access"
+                )),
+                Err(why) => failed(format!("policy `{arn}` ({version}): {why}")),
             }
         }
         "role_keeps_needed_access" => {
@@ -322,6 +334,8 @@ pub(crate) async fn execute(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic, reason = "test code")]
+
     use super::*;
 
     #[test]
@@ -332,16 +346,32 @@ mod tests {
             doc,
             r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#
         );
-        assert!(grants_everything(&doc));
-        assert!(grants_everything(
+        let admin = |d: &str| grants_everything(d).unwrap_or_else(|e| panic!("{e}: {d}"));
+        assert!(admin(&doc));
+        assert!(admin(
             r#"{"Statement":{"Effect":"Allow","Action":["s3:*","*"],"Resource":["*"]}}"#
         ));
-        assert!(!grants_everything(
+        assert!(admin(
+            r#"{"Statement":[{"Effect":"Allow","Action":"*:*","Resource":"*"}]}"#
+        ));
+        assert!(admin(
+            r#"{"Statement":[{"Effect":"Allow","Action":"IAM:*","Resource":"*"}]}"#
+        ));
+        assert!(admin(
+            r#"{"Statement":[{"Effect":"Allow","NotAction":"s3:*","Resource":"*"}]}"#
+        ));
+        assert!(admin(
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","NotResource":"arn:aws:s3:::x"}]}"#
+        ));
+        assert!(!admin(
             r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#
         ));
-        assert!(!grants_everything(
+        assert!(!admin(
             r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#
         ));
+        // A document that cannot be read never passes as harmless.
+        assert!(grants_everything("not json").is_err());
+        assert!(grants_everything(r#"{"Version":"2012-10-17"}"#).is_err());
         assert_eq!(percent_decode("100%"), "100%");
     }
 }

@@ -158,8 +158,12 @@ impl AwsExecutor {
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        // No retries by the SDK: the executor contract forbids repeating a mutating call
+        // (a reset after StopInstances or Invoke was sent would act twice). A failed call is
+        // reported, and the operator decides.
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_owned()))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .http_client(http);
         if let Some(url) = &self.config.endpoint_url {
             loader = loader.endpoint_url(url);

@@ -1282,7 +1282,7 @@ fn iam_attach_then_detach() {
         &ex,
         &c("iam-attach-role-policy", &star),
         "policy_not_administrator",
-        "allows `*` on `*`",
+        "grants administrator access",
     );
     assert_fails(
         &ex,

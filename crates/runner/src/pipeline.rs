@@ -130,6 +130,11 @@ pub struct RunReport {
     pub summary: Option<String>,
     /// The execution record as written to the audit log (secrets redacted).
     pub record: Value,
+    /// What the executor returned, unredacted, for the caller only: never recorded. This is
+    /// how a read the ticket allowed (a configmap value, a secret value with
+    /// `reveal_values`) reaches the agent while the audit log holds only its HMAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
     /// The audit position of the record, when it was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_seq: Option<u64>,
@@ -510,6 +515,7 @@ impl<'a> Runner<'a> {
             reason_code: rec.reason_code,
             message: rec.message,
             summary: rec.summary,
+            output: rec.output,
             record: body,
             audit_seq,
             warnings,
@@ -926,6 +932,7 @@ impl<'a> Runner<'a> {
             reason_code: code,
             message,
             summary: None,
+            output: None,
             record: body,
             audit_seq,
             warnings,

@@ -172,6 +172,9 @@ pub fn print_report(r: &RunReport) {
     }
     if preview && let Some(would) = rec.get("output").filter(|o| !o.is_null()) {
         out!("  the backend's dry run: {would}");
+    } else if let Some(output) = r.output.as_ref().filter(|o| !o.is_null()) {
+        // The unredacted output (a value read), for the caller only; the record holds its HMAC.
+        out!("  output: {output}");
     }
     if let Some(seq) = r.audit_seq {
         out!("  audit: recorded as entry {seq}");
