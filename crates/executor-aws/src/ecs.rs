@@ -275,53 +275,67 @@ pub(crate) async fn precheck(
             let td = describe_task_definition(aws, s.task_definition().unwrap_or_default()).await?;
             let (cpu, mem) = task_size(&td);
             let ecs = aws.ecs();
-            let arns = ecs
-                .list_container_instances()
-                .cluster(cluster)
-                .send()
-                .await
-                .map_err(|e| {
-                    sdk(
-                        e,
-                        &format!("ecs ListContainerInstances on cluster `{cluster}`"),
-                        &format!("cluster `{cluster}`"),
-                    )
-                })?
-                .container_instance_arns()
-                .to_vec();
+            // Only ACTIVE instances take new tasks (DRAINING ones are being emptied), and
+            // every page counts: a partial list would understate or overstate capacity.
+            let mut arns = Vec::new();
+            let mut next: Option<String> = None;
+            loop {
+                let page = ecs
+                    .list_container_instances()
+                    .cluster(cluster)
+                    .status(aws_sdk_ecs::types::ContainerInstanceStatus::Active)
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sdk(
+                            e,
+                            &format!("ecs ListContainerInstances on cluster `{cluster}`"),
+                            &format!("cluster `{cluster}`"),
+                        )
+                    })?;
+                arns.extend(page.container_instance_arns().iter().cloned());
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
             if arns.is_empty() {
                 return failed(format!(
                     "cluster `{cluster}` has no container instance to place {added} more tasks on"
                 ));
             }
-            let out = ecs
-                .describe_container_instances()
-                .cluster(cluster)
-                .set_container_instances(Some(arns))
-                .send()
-                .await
-                .map_err(|e| {
-                    sdk(
-                        e,
-                        &format!("ecs DescribeContainerInstances on cluster `{cluster}`"),
-                        &format!("cluster `{cluster}`"),
-                    )
-                })?;
             let mut fit = 0i64;
-            for ci in out.container_instances() {
-                let free = |name: &str| {
-                    ci.remaining_resources()
-                        .iter()
-                        .find(|r| r.name() == Some(name))
-                        .map_or(0, |r| i64::from(r.integer_value()))
-                };
-                let by_cpu = if cpu > 0 { free("CPU") / cpu } else { i64::MAX };
-                let by_mem = if mem > 0 {
-                    free("MEMORY") / mem
-                } else {
-                    i64::MAX
-                };
-                fit = fit.saturating_add(by_cpu.min(by_mem));
+            // DescribeContainerInstances takes at most 100 instances a call.
+            for chunk in arns.chunks(100) {
+                let out = ecs
+                    .describe_container_instances()
+                    .cluster(cluster)
+                    .set_container_instances(Some(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sdk(
+                            e,
+                            &format!("ecs DescribeContainerInstances on cluster `{cluster}`"),
+                            &format!("cluster `{cluster}`"),
+                        )
+                    })?;
+                for ci in out.container_instances() {
+                    let free = |name: &str| {
+                        ci.remaining_resources()
+                            .iter()
+                            .find(|r| r.name() == Some(name))
+                            .map_or(0, |r| i64::from(r.integer_value()))
+                    };
+                    let by_cpu = if cpu > 0 { free("CPU") / cpu } else { i64::MAX };
+                    let by_mem = if mem > 0 {
+                        free("MEMORY") / mem
+                    } else {
+                        i64::MAX
+                    };
+                    fit = fit.saturating_add(by_cpu.min(by_mem));
+                }
             }
             if fit >= added {
                 passed(format!(
