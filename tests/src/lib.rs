@@ -6,6 +6,8 @@
     reason = "test support: indexing a serde_json::Value by key yields Null, it never panics"
 )]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -15,59 +15,17 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use agentsafe_e2e::moto::{
+    Svc, call, new_function, new_instance, new_service, oracle_service, py, python, region, try_py,
+};
 use agentsafe_e2e::{
-    SRE, backend_project, e2e_target, json_of, rollback, root, run_in, unique,
-    verify_audit as verify,
+    SRE, backend_project, e2e_target, json_of, rollback, run_in, unique, verify_audit as verify,
 };
 use serde_json::{Value, json};
 
-const HINT: &str = "this test needs an AWS endpoint: run `cargo xtask moto-up`, then \
-                    `set -a; . ~/.cache/agentsafe/moto/run/env; set +a`";
 const ACCOUNT: &str = "123456789012";
-
-fn region() -> String {
-    std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| "us-east-1".into())
-}
-
-fn python() -> String {
-    match (
-        std::env::var("AWS_ENDPOINT_URL"),
-        std::env::var("AGENTSAFE_MOTO_PYTHON"),
-    ) {
-        (Ok(e), Ok(p)) if !e.is_empty() && !p.is_empty() => p,
-        _ => panic!("AWS_ENDPOINT_URL or AGENTSAFE_MOTO_PYTHON is not set: {HINT}"),
-    }
-}
-
-fn script() -> PathBuf {
-    root().join("xtask/moto/aws.py")
-}
-
-/// The boto3 helper; its JSON answer, or `Err(stderr)`.
-fn try_py(args: &[&str]) -> Result<Value, String> {
-    let out = Command::new(python())
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("run the boto3 helper");
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).expect("aws.py prints JSON"))
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn py(args: &[&str]) -> Value {
-    try_py(args).unwrap_or_else(|e| panic!("aws.py {args:?} failed: {e}"))
-}
-
-/// One boto3 call: the oracle.
-fn call(service: &str, op: &str, kwargs: Value) -> Value {
-    py(&["call", service, op, &kwargs.to_string()])
-}
 
 /// A project whose inventory holds `targets` (id, type, attributes without account and
 /// region; environment `e2e`), one policy allowing callers with role `sre` everything
@@ -127,13 +85,6 @@ fn server_dry_run_passed(report: &Value) -> bool {
 fn instance_state(id: &str) -> String {
     call("ec2", "describe_instances", json!({"InstanceIds": [id]}))["Reservations"][0]["Instances"]
         [0]["State"]["Name"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn new_instance() -> String {
-    py(&["create-instance"])["InstanceId"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -254,34 +205,6 @@ fn ec2_terminate() {
 
 // ---------------------------------------------------------------- ECS
 
-struct Svc {
-    cluster: String,
-    service: String,
-    td1: String,
-    td2: String,
-}
-
-fn new_service(count: u32) -> Svc {
-    let cluster = unique("cl");
-    let service = unique("svc");
-    let v = py(&["create-service", &cluster, &service, &count.to_string()]);
-    Svc {
-        cluster,
-        service,
-        td1: v["task_definition"].as_str().unwrap().into(),
-        td2: v["task_definition_2"].as_str().unwrap().into(),
-    }
-}
-
-fn oracle_service(s: &Svc) -> Value {
-    call(
-        "ecs",
-        "describe_services",
-        json!({"cluster": s.cluster, "services": [s.service]}),
-    )["services"][0]
-        .clone()
-}
-
 fn svc_target(s: &Svc) -> (&'static str, &'static str, Value) {
     (
         "e2e/web",
@@ -378,12 +301,6 @@ fn ecs_stop_task_of_the_target_service() {
 }
 
 // ---------------------------------------------------------------- Lambda
-
-fn new_function() -> String {
-    let name = unique("fn");
-    py(&["create-function", &name]);
-    name
-}
 
 fn function_config(name: &str) -> Value {
     call(

@@ -15,80 +15,18 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use agentsafe_core::{
     ActionContext, Cancel, CoreError, Credentials, Executor, PrecheckResult, Secret, Timestamp,
 };
+use agentsafe_e2e::moto::{
+    Svc, call, call_fails_with, endpoint, new_function, new_instance, new_service, oracle_service,
+    py, region,
+};
+use agentsafe_e2e::unique;
 use agentsafe_executor_aws::{AwsConfig, AwsExecutor};
 use agentsafe_testkit::conformance::{ConformanceCase, check};
 use serde_json::{Value, json};
-
-const HINT: &str = "needs an AWS endpoint: run `cargo xtask moto-up`, then \
-                    `set -a; . ~/.cache/agentsafe/moto/run/env; set +a`";
-
-fn endpoint() -> String {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("AWS_ENDPOINT_URL is not set: {HINT}"),
-    }
-}
-
-fn region() -> String {
-    std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| "us-east-1".into())
-}
-
-/// Runs the boto3 helper (`xtask/moto/aws.py`) with the venv's python; returns its JSON.
-fn py(args: &[&str]) -> Value {
-    endpoint();
-    let python = std::env::var("AGENTSAFE_MOTO_PYTHON")
-        .unwrap_or_else(|_| panic!("AGENTSAFE_MOTO_PYTHON is not set: {HINT}"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../xtask/moto/aws.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run the boto3 helper");
-    assert!(
-        out.status.success(),
-        "aws.py {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("aws.py prints JSON")
-}
-
-/// One boto3 call: the oracle.
-fn call(service: &str, op: &str, kwargs: Value) -> Value {
-    py(&["call", service, op, &kwargs.to_string()])
-}
-
-/// Whether a boto3 call fails with `code` in its error.
-fn call_fails_with(service: &str, op: &str, kwargs: Value, code: &str) -> bool {
-    let python = std::env::var("AGENTSAFE_MOTO_PYTHON").expect(HINT);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../xtask/moto/aws.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args(["call", service, op, &kwargs.to_string()])
-        .output()
-        .expect("run the boto3 helper");
-    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(code)
-}
-
-/// A name no other test (nor an earlier run against the same server) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 fn executor() -> AwsExecutor {
     endpoint();
@@ -147,13 +85,6 @@ fn execute(ex: &AwsExecutor, c: &ActionContext) -> agentsafe_core::ExecutionRepo
 }
 
 // ---------------------------------------------------------------- EC2
-
-fn new_instance() -> String {
-    py(&["create-instance"])["InstanceId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn oracle_instance(id: &str) -> Value {
     let r = call("ec2", "describe_instances", json!({"InstanceIds": [id]}));
@@ -490,34 +421,6 @@ fn an_unreachable_endpoint_is_a_clear_backend_error() {
 
 // ---------------------------------------------------------------- ECS
 
-struct Svc {
-    cluster: String,
-    service: String,
-    td1: String,
-    td2: String,
-}
-
-fn new_service(count: u32) -> Svc {
-    let cluster = unique("cl");
-    let service = unique("svc");
-    let v = py(&["create-service", &cluster, &service, &count.to_string()]);
-    Svc {
-        cluster,
-        service,
-        td1: v["task_definition"].as_str().unwrap().into(),
-        td2: v["task_definition_2"].as_str().unwrap().into(),
-    }
-}
-
-fn oracle_service(s: &Svc) -> Value {
-    call(
-        "ecs",
-        "describe_services",
-        json!({"cluster": s.cluster, "services": [s.service]}),
-    )["services"][0]
-        .clone()
-}
-
 fn scale(s: &Svc, n: u32) -> ActionContext {
     ctx(
         "ecs-scale-service",
@@ -803,12 +706,6 @@ fn ecs_missing_service_is_not_found() {
 }
 
 // ---------------------------------------------------------------- Lambda
-
-fn new_function() -> String {
-    let name = unique("fn");
-    py(&["create-function", &name]);
-    name
-}
 
 #[test]
 #[ignore = "needs an AWS endpoint: cargo xtask moto-up"]
