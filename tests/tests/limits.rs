@@ -114,6 +114,16 @@ fn approve(dir: &Path, id: &str, token: &str) -> Run {
     )
 }
 
+/// The requester claims the ticket of an approved request.
+fn claim(dir: &Path, id: &str, token: &str) -> Run {
+    run_in(
+        dir,
+        &[
+            "approval", "claim", id, "--token", token, "--output", "json",
+        ],
+    )
+}
+
 #[test]
 fn eight_processes_never_exceed_one_callers_rate_limit_in_total() {
     let p = project("[limits.rate]\nmax = 10\nwindow = \"1h\"\n");
@@ -270,7 +280,7 @@ fn self_approval_and_approval_by_a_delegate_are_refused_and_one_ticket_is_issued
     assert_eq!(no_role.code, 1);
     assert!(no_role.stderr.contains("approver roles"), "{no_role:?}");
 
-    // Two approvers racing in two processes: one ticket, both see it.
+    // Two approvers racing in two processes: one approval counts, the other is refused.
     let alice = token(p.path(), "alice", &["approver"]);
     let carol = token(p.path(), "carol", &["approver"]);
     let (dir_a, dir_c, id_a, id_c) = (
@@ -282,18 +292,40 @@ fn self_approval_and_approval_by_a_delegate_are_refused_and_one_ticket_is_issued
     let ha = std::thread::spawn(move || approve(&dir_a, &id_a, &alice));
     let hc = std::thread::spawn(move || approve(&dir_c, &id_c, &carol));
     let (ra, rc) = (ha.join().unwrap(), hc.join().unwrap());
-    assert_eq!((ra.code, rc.code), (0, 0), "{ra:?} {rc:?}");
-    let ticket = ra.json()["ticket"].as_str().unwrap().to_owned();
-    assert_eq!(rc.json()["ticket"], ticket.as_str());
+    let mut codes = [ra.code, rc.code];
+    codes.sort_unstable();
+    assert_eq!(codes, [0, 1], "{ra:?} {rc:?}");
+    // An approval never hands out a ticket: not to the approver, not to `show` or `wait`.
+    for r in [&ra, &rc] {
+        assert!(!r.stdout.contains("\"ticket\""), "{r:?}");
+    }
     let shown = run_in(p.path(), &["approval", "show", &id, "--output", "json"]).json();
     assert_eq!(shown["state"], "approved");
     assert_eq!(shown["change_ticket"], "CHG-42");
     assert_eq!(shown["approvals"].as_array().unwrap().len(), 1, "{shown}");
-    assert_eq!(shown["ticket"], ticket.as_str());
-    // Polling never mints another.
+    assert!(shown.get("ticket").is_none(), "{shown}");
     let w = run_in(p.path(), &["approval", "wait", &id, "--timeout", "1s"]);
     assert_eq!(w.code, 0, "{w:?}");
-    assert_eq!(w.stdout.trim(), ticket);
+    assert!(
+        !w.stdout.contains("eyJ"),
+        "wait without the requester's token shows no ticket: {w:?}"
+    );
+    // Someone else's token cannot claim it.
+    let other = claim(p.path(), &id, &token(p.path(), "mallory", &["sre"]));
+    assert_eq!(other.code, 3, "{other:?}");
+    assert!(other.json()["ticket"].is_null());
+    // The requester claims it once; a second claim gets no second ticket.
+    let mine = claim(p.path(), &id, &requester);
+    assert_eq!(mine.code, 0, "{mine:?}");
+    let ticket = mine.json()["ticket"].as_str().unwrap().to_owned();
+    let again = claim(p.path(), &id, &requester);
+    assert_eq!(again.code, 3, "{again:?}");
+    assert!(
+        again.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already claimed")
+    );
     let v = run_in(
         p.path(),
         &[
@@ -329,7 +361,10 @@ fn an_approval_covers_exactly_its_params_and_resolved_requests_stay_resolved() {
     let ok = approve(p.path(), &id3, &alice);
     assert_eq!(ok.code, 0, "{ok:?}");
     let approved = ok.json();
-    let ticket = approved["ticket"].as_str().unwrap();
+    let claimed = claim(p.path(), &id3, &requester);
+    assert_eq!(claimed.code, 0, "{claimed:?}");
+    let claimed = claimed.json();
+    let ticket = claimed["ticket"].as_str().unwrap();
     // The ticket carries exactly the approved params and digest.
     let shown = run_in(p.path(), &["ticket", "show", ticket, "--output", "json"]);
     assert!(
@@ -404,9 +439,16 @@ match.targets.environments = ["prod"]
     let again = approve(p.path(), &id, &lead1);
     assert_eq!(again.code, 1, "{again:?}");
     assert!(again.stderr.contains("already approved"));
+    // The same person through a token she delegated to herself is not a second approver.
+    let lead1_again = delegate(p.path(), &lead1, "erin-laptop", &["sre-lead"]);
+    let twice = approve(p.path(), &id, &lead1_again);
+    assert_eq!(twice.code, 1, "{twice:?}");
+    assert!(twice.stderr.contains("distinct people"), "{twice:?}");
     let second = approve(p.path(), &id, &lead2);
     assert_eq!(second.code, 0, "{second:?}");
-    assert!(second.json()["ticket"].is_string());
+    let c = claim(p.path(), &id, &requester);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(c.json()["ticket"].is_string());
 }
 
 /// A one-request-at-a-time HTTP server on 127.0.0.1 answering `status`; bodies go to the channel.
@@ -527,10 +569,12 @@ match.targets.environments = ["prod"]
     .unwrap();
     let alice = token(p.path(), "alice", &["approver"]);
     let r = approve(p.path(), &id, &alice);
-    assert_eq!(r.code, 3, "{r:?}");
-    let d = r.json();
+    assert_eq!(r.code, 0, "{r:?}");
+    let c = claim(p.path(), &id, &requester);
+    assert_eq!(c.code, 3, "{c:?}");
+    assert!(c.json()["ticket"].is_null());
+    let d = run_in(p.path(), &["approval", "show", &id, "--output", "json"]).json();
     assert_eq!(d["state"], "denied");
-    assert!(d.get("ticket").is_none());
     assert!(
         d["denied"]["reason"]
             .as_str()
@@ -538,5 +582,178 @@ match.targets.environments = ["prod"]
             .contains("change freeze"),
         "{d}"
     );
-    assert_eq!(approve(p.path(), &id, &alice).code, 1);
+    assert_eq!(claim(p.path(), &id, &requester).code, 3);
+}
+
+/// Defect: `approve` re-decided with the bare PDP, so a requester paused after asking
+/// still got a ticket. The claim goes through the limits like a fresh decision.
+#[test]
+fn a_paused_requester_gets_no_ticket_from_an_approval() {
+    let p = project("");
+    let requester = token(p.path(), "agent-1", &["sre"]);
+    let id = scale_prod(p.path(), &requester, 3, "CHG-5").json()["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paused = run_in(
+        p.path(),
+        &["caller", "pause", "agent-1", "--reason", "incident"],
+    );
+    assert_eq!(paused.code, 0, "{paused:?}");
+    let alice = token(p.path(), "alice", &["approver"]);
+    assert_eq!(approve(p.path(), &id, &alice).code, 0);
+    let c = claim(p.path(), &id, &requester);
+    assert_eq!(c.code, 3, "{c:?}");
+    assert_eq!(c.json()["reason_code"], "caller_paused", "{c:?}");
+    assert!(c.json()["ticket"].is_null());
+    // Resumed, the approval still stands and yields its one ticket.
+    assert_eq!(run_in(p.path(), &["caller", "resume", "agent-1"]).code, 0);
+    let c = claim(p.path(), &id, &requester);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(c.json()["ticket"].is_string());
+}
+
+/// Defect: a rule tightened after the request (more approvers) was not enforced: one
+/// approval under the old requirement still minted a ticket.
+#[test]
+fn a_rule_tightened_since_the_request_needs_the_missing_approvals() {
+    let p = project("");
+    let requester = token(p.path(), "agent-1", &["sre"]);
+    let id = scale_prod(p.path(), &requester, 3, "CHG-6").json()["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let alice = token(p.path(), "alice", &["approver"]);
+    assert_eq!(approve(p.path(), &id, &alice).code, 0);
+    std::fs::write(
+        p.path().join("policies/40-scale-approval.toml"),
+        r#"
+[[rules]]
+id = "prod-scale-approval"
+priority = 450
+decision = "require_approval"
+reason = "production scaling needs two approvers now"
+required_approvals = 2
+match.actions = ["scale-deployment"]
+match.targets.environments = ["prod"]
+"#,
+    )
+    .unwrap();
+    let c = claim(p.path(), &id, &requester);
+    assert_eq!(c.code, 4, "{c:?}");
+    assert!(c.json()["ticket"].is_null());
+    let shown = run_in(p.path(), &["approval", "show", &id, "--output", "json"]).json();
+    assert_eq!(
+        (shown["state"].as_str(), shown["required"].as_u64()),
+        (Some("pending"), Some(2)),
+        "{shown}"
+    );
+    let bob = token(p.path(), "bob", &["approver"]);
+    assert_eq!(approve(p.path(), &id, &bob).code, 0);
+    let c = claim(p.path(), &id, &requester);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(c.json()["ticket"].is_string());
+}
+
+/// Defect: the approval request (and its webhook) existed before the decision's audit
+/// record; with the log unwritable the request stayed pending and could later be approved.
+#[test]
+fn no_approval_request_exists_without_its_decision_record() {
+    let p = project("");
+    let requester = token(p.path(), "agent-1", &["sre"]);
+    // Make the log unwritable: replace it by a folder.
+    let state = p.path().join(".agentsafe-test-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let log = state.join("audit.jsonl");
+    let _ = std::fs::remove_file(&log);
+    std::fs::create_dir_all(&log).unwrap();
+    let r = scale_prod(p.path(), &requester, 3, "CHG-7");
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(r.json()["reason_code"], "audit_unavailable");
+    assert!(r.json()["approval_id"].is_null(), "{r:?}");
+    std::fs::remove_dir(&log).unwrap();
+    let list = run_in(p.path(), &["approval", "list", "--all", "--output", "json"]);
+    assert_eq!(list.json().as_array().unwrap().len(), 0, "{list:?}");
+}
+
+/// Defect: a `sensitive` param reached webhooks, `approval list` and `state.db` in clear.
+#[test]
+fn sensitive_params_never_leave_the_gate_in_clear() {
+    let p = project("");
+    std::fs::write(
+        p.path().join("policies/40-lambda-approval.toml"),
+        r#"
+[[rules]]
+id = "lambda-needs-approval"
+priority = 2000
+decision = "require_approval"
+reason = "lambda invocations need approval here"
+match.actions = ["lambda-invoke-function"]
+"#,
+    )
+    .unwrap();
+    let requester = token(p.path(), "agent-1", &["sre"]);
+    let secret = "hunter2-top-secret-payload";
+    let params = format!(r#"{{"payload":{{"card":"{secret}"}}}}"#);
+    let target = "staging/thumbnailer";
+    let r = run_in(
+        p.path(),
+        &[
+            "check",
+            "lambda-invoke-function",
+            "--target",
+            target,
+            "--params",
+            &params,
+            "--token",
+            &requester,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 4, "{r:?}");
+    let id = r.json()["approval_id"].as_str().unwrap().to_owned();
+    let shown = run_in(p.path(), &["approval", "show", &id, "--output", "json"]);
+    assert!(!shown.stdout.contains(secret), "{shown:?}");
+    assert!(shown.stdout.contains("payload"), "{shown:?}");
+    let listed = run_in(p.path(), &["approval", "list", "--output", "json"]);
+    assert!(!listed.stdout.contains(secret), "{listed:?}");
+    let db = std::fs::read(p.path().join(".agentsafe-test-state/state.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(secret));
+    for side in ["state.db-wal"] {
+        if let Ok(bytes) = std::fs::read(p.path().join(".agentsafe-test-state").join(side)) {
+            assert!(!String::from_utf8_lossy(&bytes).contains(secret), "{side}");
+        }
+    }
+    let alice = token(p.path(), "alice", &["approver"]);
+    assert_eq!(approve(p.path(), &id, &alice).code, 0);
+    // Claiming without the params is refused (they are only HMACs in the store) ...
+    let bare = claim(p.path(), &id, &requester);
+    assert_eq!(bare.code, 3, "{bare:?}");
+    assert!(bare.stdout.contains("send the params again"), "{bare:?}");
+    // ... other params are refused, and the approved ones get the ticket.
+    let wrong = run_in(
+        p.path(),
+        &[
+            "approval",
+            "claim",
+            &id,
+            "--token",
+            &requester,
+            "--params",
+            r#"{"payload":{"card":"other"}}"#,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(wrong.code, 3, "{wrong:?}");
+    let right = run_in(
+        p.path(),
+        &[
+            "approval", "claim", &id, "--token", &requester, "--params", &params, "--output",
+            "json",
+        ],
+    );
+    assert_eq!(right.code, 0, "{right:?}");
+    assert!(right.json()["ticket"].is_string());
 }

@@ -25,7 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("agentsafe-tickets", &["agentsafe-core"]),
     ("agentsafe-state", &["agentsafe-core"]),
     (
-        "agentsafe-runner",
+        "agentsafe-gate",
         &[
             "agentsafe-core",
             "agentsafe-registry",
@@ -33,8 +33,45 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agentsafe-audit",
             "agentsafe-tickets",
             "agentsafe-state",
+        ],
+    ),
+    (
+        "agentsafe-runner",
+        &[
+            "agentsafe-core",
+            "agentsafe-registry",
+            "agentsafe-pdp",
+            "agentsafe-audit",
+            "agentsafe-tickets",
             "agentsafe-executor-k8s",
             "agentsafe-executor-aws",
+        ],
+    ),
+    (
+        "agentsafe",
+        &[
+            "agentsafe-core",
+            "agentsafe-registry",
+            "agentsafe-pdp",
+            "agentsafe-audit",
+            "agentsafe-tickets",
+            "agentsafe-state",
+            "agentsafe-gate",
+            "agentsafe-runner",
+        ],
+    ),
+    (
+        "agentsafe-cli",
+        &[
+            "agentsafe",
+            "agentsafe-core",
+            "agentsafe-registry",
+            "agentsafe-pdp",
+            "agentsafe-audit",
+            "agentsafe-tickets",
+            "agentsafe-state",
+            "agentsafe-gate",
+            "agentsafe-runner",
         ],
     ),
     (
@@ -45,6 +82,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agentsafe-pdp",
             "agentsafe-audit",
             "agentsafe-tickets",
+            "agentsafe-state",
+            "agentsafe-gate",
         ],
     ),
     ("agentsafe-testkit", &["agentsafe-core"]),
@@ -58,7 +97,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agentsafe-pdp",
             "agentsafe-audit",
             "agentsafe-tickets",
+            "agentsafe-gate",
             "agentsafe-runner",
+            "agentsafe-cli",
         ],
     ),
     ("agentsafe-bench-cedar", &[]),
@@ -211,6 +252,7 @@ fn the_aws_sdk_and_kube_stay_in_their_executor_crates() {
         "agentsafe-tickets",
         "agentsafe-state",
         "agentsafe-testkit",
+        "agentsafe-gate",
     ] {
         for n in normal_closure(&meta, lib) {
             if n.starts_with("aws-") || n == "kube" || n == "k8s-openapi" {
@@ -262,4 +304,67 @@ fn every_rust_file_starts_with_a_module_doc_line() {
         "files without a leading `//!` line:\n{}",
         missing.join("\n")
     );
+}
+
+/// Only the binaries parse command lines: clap stays in `agentsafe-cli` (and xtask), so a
+/// library user of the gate, the runner or the facade never compiles it.
+#[test]
+fn only_the_binary_crate_sees_clap() {
+    let meta = metadata();
+    let mut problems = Vec::new();
+    for pkg in meta["packages"].as_array().unwrap() {
+        let name = pkg["name"].as_str().unwrap();
+        if !pkg["source"].is_null() || name == "agentsafe-cli" || name == "xtask" {
+            continue;
+        }
+        for dep in pkg["dependencies"].as_array().unwrap() {
+            if dep["name"] == "clap" && dep["kind"].is_null() {
+                problems.push(format!("`{name}` depends on clap"));
+            }
+        }
+    }
+    for lib in ["agentsafe-gate", "agentsafe-runner", "agentsafe"] {
+        if normal_closure(&meta, lib).contains("clap") {
+            problems.push(format!("`{lib}` pulls in clap"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The gate and the runner are peers: a rollback is the runner planning a request that the
+/// composition root hands to the gate, so neither may depend on the other.
+#[test]
+fn the_gate_and_the_runner_do_not_depend_on_each_other() {
+    let meta = metadata();
+    assert!(!normal_closure(&meta, "agentsafe-gate").contains("agentsafe-runner"));
+    assert!(!normal_closure(&meta, "agentsafe-runner").contains("agentsafe-gate"));
+}
+
+/// The lean build is the default: no library or binary crate turns the real executors
+/// (and the AWS SDK) on unless asked, so `cargo run --release -- demo` builds in minutes.
+#[test]
+fn the_real_executors_are_opt_in() {
+    let meta = metadata();
+    for name in ["agentsafe-runner", "agentsafe", "agentsafe-cli"] {
+        let pkg = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap();
+        let default = pkg["features"]["default"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            default.is_empty(),
+            "`{name}` has default features {default:?}"
+        );
+        for f in ["k8s", "aws"] {
+            assert!(
+                !pkg["features"][f].is_null(),
+                "`{name}` has no `{f}` feature"
+            );
+        }
+    }
 }

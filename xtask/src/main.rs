@@ -116,7 +116,8 @@ fn clippy() -> anyhow::Result<()> {
 }
 
 /// `cargo test` over [`TEST_SELECTION`]; the end-to-end tests use the `agentsafe` binary
-/// this same invocation builds (the runner's own integration tests make cargo build it).
+/// this same invocation builds (the CLI crate's own integration test makes cargo build it,
+/// with the `k8s` and `aws` features the e2e crate asks for).
 fn cargo_test() -> Command {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -315,7 +316,7 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
         "--release",
         "--locked",
         "-p",
-        "agentsafe-runner",
+        "agentsafe-cli",
         "-p",
         "agentsafe-bench",
     ]);

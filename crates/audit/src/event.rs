@@ -54,6 +54,8 @@ event_types! {
     Preview => "preview",
     /// A configuration (policies, registry, inventory) was loaded.
     ConfigLoaded => "config_loaded",
+    /// An operator paused or resumed a caller, or reloaded the configuration.
+    Operator => "operator",
     /// The log recovered from a crash (a torn final line was truncated, or its state was rebuilt).
     Recovered => "recovered",
 }

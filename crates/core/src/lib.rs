@@ -13,6 +13,7 @@ pub mod error;
 pub mod executor;
 pub mod request;
 pub mod risk;
+pub mod text;
 
 pub use caller::Caller;
 pub use decision::{ApprovalPolicy, Decision, DecisionId, ReasonCode, TargetInfo, Verdict};

@@ -37,6 +37,8 @@ struct CaseToml {
     name: Spanned<String>,
     action: String,
     target: String,
+    /// A test case states a hypothetical caller, `authenticated` included.
+    #[serde(deserialize_with = "agentsafe_core::caller::trusted")]
     caller: Caller,
     #[serde(default)]
     params: Params,

@@ -1,46 +1,9 @@
-//! `agentsafe.toml`: where the actions, policies, inventory, state and keys live, and per-feature settings.
+//! The `[runner]` and `[executors]` sections of `agentsafe.toml`: how runs are timed,
+//! where credentials come from, and how the built-in executors reach their backends.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context as _;
 use serde::Deserialize;
-
-/// The whole configuration file. Every section is optional; unknown keys are errors.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// Where things are.
-    #[serde(default)]
-    pub paths: PathsConfig,
-    /// Agent identity tokens and delegation (`[identity]`).
-    #[serde(default)]
-    pub identity: agentsafe_tickets::IdentityConfig,
-    /// Execution tickets and their redemption store (`[tickets]`).
-    #[serde(default)]
-    pub tickets: agentsafe_tickets::TicketConfig,
-    /// The tamper-evident audit log (`[audit]`).
-    #[serde(default)]
-    pub audit: agentsafe_audit::AuditConfig,
-    /// The execution pipeline (`[runner]`).
-    #[serde(default)]
-    pub runner: RunnerConfig,
-    /// Rate limit, circuit breaker and cumulative risk (`[limits]`).
-    #[serde(default)]
-    pub limits: crate::limits::LimitsConfig,
-    /// Approval requests (`[approvals]`).
-    #[serde(default)]
-    pub approvals: crate::approvals::ApprovalsConfig,
-    /// Webhooks notified about approval requests (`[notifications]`).
-    #[serde(default)]
-    pub notifications: crate::notify::NotificationsConfig,
-    /// How the built-in executors reach their backends (`[executors.k8s]`, `[executors.aws]`).
-    #[serde(default)]
-    #[cfg_attr(
-        not(any(feature = "k8s", feature = "aws")),
-        expect(dead_code, reason = "read only by the k8s and aws executors")
-    )]
-    pub executors: ExecutorsConfig,
-}
 
 /// The `[executors]` section: one table per built-in backend.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -49,9 +12,16 @@ pub struct ExecutorsConfig {
     /// The Kubernetes executor (`--executor k8s`): kubeconfig, context, in-cluster.
     #[cfg(feature = "k8s")]
     pub k8s: agentsafe_executor_k8s::K8sConfig,
+    /// Kept, unread, in a build without the Kubernetes executor, so one configuration
+    /// file serves every build (`--executor k8s` then says how to get it).
+    #[cfg(not(feature = "k8s"))]
+    pub k8s: Option<serde_json::Value>,
     /// The AWS executor (`--executor aws`): endpoint override, profile, waits.
     #[cfg(feature = "aws")]
     pub aws: agentsafe_executor_aws::AwsConfig,
+    /// Kept, unread, in a build without the AWS executor.
+    #[cfg(not(feature = "aws"))]
+    pub aws: Option<serde_json::Value>,
 }
 
 /// Where `agentsafe run` gets credentials from.
@@ -93,7 +63,7 @@ pub struct RunnerConfig {
 impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
-            executor: agentsafe_runner::executors::dry_run::NAME.to_owned(),
+            executor: crate::executors::dry_run::NAME.to_owned(),
             precheck_timeout: agentsafe_tickets::HumanDuration::from_secs(30),
             capture_timeout: agentsafe_tickets::HumanDuration::from_secs(30),
             execute_timeout: agentsafe_tickets::HumanDuration::from_secs(300),
@@ -105,8 +75,8 @@ impl Default for RunnerConfig {
 
 impl RunnerConfig {
     /// The time limits.
-    pub fn timeouts(&self) -> agentsafe_runner::Timeouts {
-        agentsafe_runner::Timeouts {
+    pub fn timeouts(&self) -> crate::Timeouts {
+        crate::Timeouts {
             precheck: self.precheck_timeout.as_std(),
             capture: self.capture_timeout.as_std(),
             execute: self.execute_timeout.as_std(),
@@ -114,51 +84,24 @@ impl RunnerConfig {
     }
 }
 
-/// The `[paths]` section. Relative paths are resolved against the config file's folder.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PathsConfig {
-    /// Folder of `*.toml` action definitions (default `actions`).
-    pub actions: Option<PathBuf>,
-    /// Folder of `*.toml` policy files (default `policies`).
-    pub policies: Option<PathBuf>,
-    /// The inventory file (default `inventory.toml`).
-    pub inventory: Option<PathBuf>,
-    /// Folder for the SQLite database and the audit log (default `.agentsafe`).
-    pub state_dir: Option<PathBuf>,
-    /// Folder holding signing keys (default `$AGENTSAFE_KEY_DIR`, else `$XDG_CONFIG_HOME/agentsafe/keys`,
-    /// else `~/.config/agentsafe/keys`): kept away from the audit log on purpose.
-    pub key_dir: Option<PathBuf>,
-}
-
-/// Reads and parses a config file; the error names the file, line and key.
-pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file `{}`", path.display()))?;
-    parse(path, &text)
-}
-
-/// Parses config text that came from `path`.
-pub fn parse(path: &Path, text: &str) -> anyhow::Result<ConfigFile> {
-    toml::from_str(text).map_err(|e| anyhow::anyhow!(toml_error(path, text, &e)))
-}
-
-/// Formats a TOML error as `FILE:LINE:COL: message`.
-pub fn toml_error(path: &Path, text: &str, err: &toml::de::Error) -> String {
-    let (line, col) = err
-        .span()
-        .map(|s| line_col(text, s.start))
-        .unwrap_or((1, 1));
-    format!(
-        "{}:{line}:{col}: {}",
-        path.display(),
-        err.message().trim_end()
-    )
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+impl RunnerConfig {
+    /// The credential provider for a run through `executor`, with `base` the folder
+    /// relative paths are resolved against.
+    pub fn credential_provider(
+        &self,
+        base: &std::path::Path,
+        executor: &str,
+    ) -> Box<dyn crate::CredentialProvider> {
+        use crate::{AmbientProvider, EnvFileProvider, SimulatedProvider};
+        let dir = self.credentials_dir.as_ref().map(|d| base.join(d));
+        match self.credentials {
+            CredentialSource::Simulated => Box::new(SimulatedProvider::new()),
+            CredentialSource::Env => Box::new(EnvFileProvider::new(dir)),
+            CredentialSource::Ambient => Box::new(AmbientProvider::new()),
+            CredentialSource::Auto if executor == crate::executors::dry_run::NAME => {
+                Box::new(SimulatedProvider::new())
+            }
+            CredentialSource::Auto => Box::new(EnvFileProvider::new(dir).or_ambient()),
+        }
+    }
 }

@@ -32,6 +32,9 @@ pub enum RunnerError {
     /// The audit log could not be read or written.
     #[error(transparent)]
     Audit(#[from] agentsafe_audit::AuditError),
+    /// An executor is not available or its configuration cannot be used.
+    #[error("{0}")]
+    Executor(String),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

@@ -28,11 +28,14 @@ use agentsafe_registry::{ActionDef, Registry};
 use agentsafe_tickets::{
     Outcome, Redemption, TicketState, TicketStore, TicketVerifier, VerifiedTicket,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::RunnerError;
 use crate::credentials::{CredentialProvider, request_for};
+use crate::record::{
+    Change, ExecutionRecord, PrecheckEntry, PrecheckStatus, RecordKind, RunCode, StateDiff,
+};
 
 /// How long each executor call may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +75,17 @@ pub enum RunKind {
 }
 
 impl RunKind {
-    fn as_str(&self) -> &'static str {
+    fn record_kind(&self) -> RecordKind {
         match self {
-            RunKind::Execution => "execution",
-            RunKind::Rollback { .. } => "rollback",
-            RunKind::Preview => "preview",
+            RunKind::Execution => RecordKind::Execution,
+            RunKind::Rollback { .. } => RecordKind::Rollback,
+            RunKind::Preview => RecordKind::Preview,
         }
     }
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunOutcome {
     /// The action ran and succeeded.
@@ -118,18 +121,15 @@ impl fmt::Display for RunOutcome {
 pub struct RunReport {
     /// How it ended.
     pub outcome: RunOutcome,
-    /// A stable code: `executed`, `invalid_ticket`, `replayed`, `pending`,
-    /// `unknown_action`, `unsupported_action`, `store_unavailable`, `credentials_failed`,
-    /// `precheck_failed`, `state_capture_failed`, `execution_failed`, `executor_panicked`,
-    /// `timed_out`.
-    pub reason_code: &'static str,
+    /// The stable code ([`RunCode`]).
+    pub reason_code: RunCode,
     /// A human explanation.
     pub message: String,
     /// The executor's one-line summary, when it executed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     /// The execution record as written to the audit log (secrets redacted).
-    pub record: Value,
+    pub record: ExecutionRecord,
     /// What the executor returned, unredacted, for the caller only: never recorded. This is
     /// how a read the ticket allowed (a configmap value, a secret value with
     /// `reveal_values`) reaches the agent while the audit log holds only its HMAC.
@@ -255,31 +255,42 @@ enum Captured {
 #[derive(Debug)]
 struct Record {
     outcome: RunOutcome,
-    reason_code: &'static str,
+    reason_code: RunCode,
     message: String,
     executed: bool,
-    prechecks: Vec<Value>,
+    prechecks: Vec<PrecheckEntry>,
     before: Option<Map<String, Value>>,
     after: Option<Map<String, Value>>,
     summary: Option<String>,
     output: Option<Value>,
-    timings: Map<String, Value>,
+    timings: std::collections::BTreeMap<String, u64>,
 }
 
 impl Record {
-    fn fail(&mut self, outcome: RunOutcome, code: &'static str, message: String) {
+    fn fail(&mut self, outcome: RunOutcome, code: RunCode, message: String) {
         self.outcome = outcome;
         self.reason_code = code;
         self.message = message;
     }
 }
 
+/// Asked by the runner before it redeems a ticket: may the ticket's caller act now? The
+/// enforcement point answers (an operator's pause or an open breaker of the root caller
+/// stops a ticket issued before it), so a pause takes effect on tickets already out.
+pub trait Admission: Send + Sync {
+    /// `Ok` to go on; otherwise the run code and the reason, and nothing is redeemed.
+    ///
+    /// # Errors
+    /// When the caller may not act now.
+    fn admit(&self, ticket: &VerifiedTicket) -> Result<(), (RunCode, String)>;
+}
+
 /// The execution pipeline around one executor call. Borrowing its parts, it is cheap to
 /// build per run.
-#[derive(Debug)]
 pub struct Runner<'a> {
     registry: &'a Registry,
-    inventory: Option<&'a Inventory>,
+    inventory: &'a Inventory,
+    admission: Option<&'a dyn Admission>,
     verifier: &'a TicketVerifier,
     store: &'a dyn TicketStore,
     audit: &'a AuditLog,
@@ -287,10 +298,24 @@ pub struct Runner<'a> {
     timeouts: Timeouts,
 }
 
+impl fmt::Debug for Runner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("actions", &self.registry.len())
+            .field("targets", &self.inventory.len())
+            .field("admission", &self.admission.is_some())
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Runner<'a> {
-    /// A runner over these parts, with default timeouts and no inventory.
+    /// A runner over these parts, with default timeouts. The inventory tells executors
+    /// the target's type and locating attributes; it is the one the tickets were decided
+    /// against (`Pdp::inventory`).
     pub fn new(
         registry: &'a Registry,
+        inventory: &'a Inventory,
         verifier: &'a TicketVerifier,
         store: &'a dyn TicketStore,
         audit: &'a AuditLog,
@@ -298,7 +323,8 @@ impl<'a> Runner<'a> {
     ) -> Runner<'a> {
         Runner {
             registry,
-            inventory: None,
+            inventory,
+            admission: None,
             verifier,
             store,
             audit,
@@ -307,10 +333,10 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Tells executors the target's type and attributes from `inventory`.
+    /// Asks `admission` before redeeming each ticket (the gate: pause and breaker).
     #[must_use]
-    pub fn with_inventory(mut self, inventory: &'a Inventory) -> Self {
-        self.inventory = Some(inventory);
+    pub fn with_admission(mut self, admission: &'a dyn Admission) -> Self {
+        self.admission = Some(admission);
         self
     }
 
@@ -350,7 +376,7 @@ impl<'a> Runner<'a> {
                     &name,
                     None,
                     kind,
-                    "invalid_ticket",
+                    RunCode::InvalidTicket,
                     format!("ticket refused ({}): {e}", e.code()),
                 );
             }
@@ -360,7 +386,7 @@ impl<'a> Runner<'a> {
                 &name,
                 Some(&verified),
                 kind,
-                "unknown_action",
+                RunCode::UnknownAction,
                 format!("action `{}` is not in the registry", verified.action()),
             );
         };
@@ -369,7 +395,7 @@ impl<'a> Runner<'a> {
                 &name,
                 Some(&verified),
                 kind,
-                "unsupported_action",
+                RunCode::UnsupportedAction,
                 format!(
                     "executor `{name}` does not support action `{}`; the ticket was not redeemed",
                     verified.action()
@@ -381,6 +407,11 @@ impl<'a> Runner<'a> {
         {
             return self.refuse(&name, Some(&verified), kind, code, message);
         }
+        if let Some(admission) = self.admission
+            && let Err((code, message)) = admission.admit(&verified)
+        {
+            return self.refuse(&name, Some(&verified), kind, code, message);
+        }
         let guard = match self.begin(&verified, kind) {
             Ok(None) => None,
             Ok(Some(Redemption::Execute(guard))) => Some(guard),
@@ -389,7 +420,7 @@ impl<'a> Runner<'a> {
                     &name,
                     Some(&verified),
                     kind,
-                    "replayed",
+                    RunCode::Replayed,
                     format!(
                         "ticket {} was already redeemed ({} at {}): nothing runs twice",
                         verified.nonce(),
@@ -403,7 +434,7 @@ impl<'a> Runner<'a> {
                     &name,
                     Some(&verified),
                     kind,
-                    "pending",
+                    RunCode::Pending,
                     format!(
                         "ticket {} is PENDING: another runner is executing it, or one crashed; \
                          check the backend, then `agentsafe ticket reconcile {}`",
@@ -417,7 +448,7 @@ impl<'a> Runner<'a> {
                     &name,
                     Some(&verified),
                     kind,
-                    "store_unavailable",
+                    RunCode::StoreUnavailable,
                     format!("cannot redeem the ticket: {e}"),
                 );
             }
@@ -428,7 +459,7 @@ impl<'a> Runner<'a> {
         let started_at = Timestamp::now();
         let mut rec = Record {
             outcome: RunOutcome::Succeeded,
-            reason_code: "executed",
+            reason_code: RunCode::Executed,
             message: String::new(),
             executed: false,
             prechecks: Vec::new(),
@@ -436,7 +467,7 @@ impl<'a> Runner<'a> {
             after: None,
             summary: None,
             output: None,
-            timings: Map::new(),
+            timings: std::collections::BTreeMap::new(),
         };
         let credentials = match def.credentials() {
             None => Ok(None),
@@ -447,19 +478,22 @@ impl<'a> Runner<'a> {
         let credentials = match credentials {
             Ok(c) => c,
             Err(e) => {
-                rec.fail(RunOutcome::Failed, "credentials_failed", e.to_string());
+                rec.fail(
+                    RunOutcome::Failed,
+                    RunCode::CredentialsFailed,
+                    e.to_string(),
+                );
                 None
             }
         };
-        if rec.reason_code != "credentials_failed" {
+        if rec.reason_code != RunCode::CredentialsFailed {
             let creds = credentials
                 .clone()
                 .unwrap_or_else(|| Credentials::none(Timestamp::now()));
             self.steps(&mut rec, &executor, &ctx, def, &creds, kind)
                 .await;
         }
-        rec.timings
-            .insert("total_ms".into(), json!(ms(total.elapsed())));
+        rec.timings.insert("total_ms".into(), ms(total.elapsed()));
         if rec.outcome == RunOutcome::Succeeded && rec.message.is_empty() {
             rec.message = rec.summary.clone().unwrap_or_else(|| "executed".into());
         }
@@ -475,7 +509,7 @@ impl<'a> Runner<'a> {
         );
         let mut warnings = Vec::new();
         let audit_seq = match self.audit.append(
-            event(kind, body.clone())
+            event(kind, body.to_body())
                 .with_decision_id(verified.decision_id())
                 .with_ticket_nonce(verified.nonce().to_string()),
         ) {
@@ -501,7 +535,7 @@ impl<'a> Runner<'a> {
             "reason_code": rec.reason_code,
             "executed": rec.executed,
             "audit_seq": audit_seq,
-            "diff": body.get("diff").cloned().unwrap_or(Value::Null),
+            "diff": body.diff,
         });
         if let Some(guard) = guard
             && let Err(e) = guard.commit(ticket_outcome, receipt)
@@ -535,32 +569,32 @@ impl<'a> Runner<'a> {
     }
 
     /// Why a ticket cannot be previewed: it was redeemed already (or is being redeemed).
-    fn unpreviewable(&self, t: &VerifiedTicket) -> Option<(&'static str, String)> {
+    fn unpreviewable(&self, t: &VerifiedTicket) -> Option<(RunCode, String)> {
         match self.store.get(t.nonce()).map(|r| r.map(|r| r.state)) {
             Ok(None | Some(TicketState::Issued)) => None,
             Ok(Some(TicketState::Committed)) => Some((
-                "replayed",
+                RunCode::Replayed,
                 format!(
                     "ticket {} was already redeemed: there is nothing left to preview",
                     t.nonce()
                 ),
             )),
             Ok(Some(TicketState::Pending)) => Some((
-                "pending",
+                RunCode::Pending,
                 format!(
                     "ticket {} is PENDING: another runner is executing it, or one crashed",
                     t.nonce()
                 ),
             )),
             Err(e) => Some((
-                "store_unavailable",
+                RunCode::StoreUnavailable,
                 format!("cannot read the ticket's state: {e}"),
             )),
         }
     }
 
     fn context(&self, t: &VerifiedTicket) -> ActionContext {
-        let target = self.inventory.and_then(|i| i.get(t.target()));
+        let target = self.inventory.get(t.target());
         ActionContext {
             action: t.action().to_owned(),
             target: t.target().to_owned(),
@@ -604,28 +638,29 @@ impl<'a> Runner<'a> {
                     ms(self.timeouts.precheck)
                 )),
             };
-            let (status, detail) = match &result {
-                PrecheckResult::Passed(d) => ("passed", d.clone()),
-                PrecheckResult::Failed(d) => ("failed", d.clone()),
+            let (status, label, detail) = match &result {
+                PrecheckResult::Passed(d) => (PrecheckStatus::Passed, "passed", d.clone()),
+                PrecheckResult::Failed(d) => (PrecheckStatus::Failed, "failed", d.clone()),
                 PrecheckResult::Unsupported => (
+                    PrecheckStatus::Unsupported,
                     "unsupported",
                     format!("executor `{}` cannot evaluate this check", executor.name()),
                 ),
             };
-            rec.prechecks.push(json!({
-                "name": check.name(),
-                "advisory": check.advisory(),
-                "result": status,
-                "detail": detail,
-            }));
             if !result.passed() && !check.advisory() && blocking.is_none() {
-                blocking = Some(format!("precheck `{}` {status}: {detail}", check.name()));
+                blocking = Some(format!("precheck `{}` {label}: {detail}", check.name()));
             }
+            rec.prechecks.push(PrecheckEntry {
+                name: check.name().to_owned(),
+                advisory: check.advisory(),
+                result: status,
+                detail,
+            });
         }
         rec.timings
-            .insert("prechecks_ms".into(), json!(ms(started.elapsed())));
+            .insert("prechecks_ms".into(), ms(started.elapsed()));
         if let Some(why) = blocking {
-            rec.fail(RunOutcome::Failed, "precheck_failed", why);
+            rec.fail(RunOutcome::Failed, RunCode::PrecheckFailed, why);
             return;
         }
 
@@ -637,14 +672,14 @@ impl<'a> Runner<'a> {
             Err(Captured::Failed(why)) => {
                 rec.fail(
                     RunOutcome::Failed,
-                    "state_capture_failed",
+                    RunCode::StateCaptureFailed,
                     format!("cannot capture the before-state, so nothing was executed: {why}"),
                 );
                 return;
             }
         }
         rec.timings
-            .insert("capture_before_ms".into(), json!(ms(started.elapsed())));
+            .insert("capture_before_ms".into(), ms(started.elapsed()));
 
         // The backend's own validation of the change (Kubernetes `dryRun=All`, EC2
         // `DryRun`), where it offers one: a refusal stops the run before anything changes.
@@ -659,12 +694,12 @@ impl<'a> Runner<'a> {
             Ok(Ok(None)) => None,
             Ok(Ok(Some(v))) => {
                 would = Some(v);
-                rec.prechecks.push(json!({
-                    "name": SERVER_DRY_RUN,
-                    "advisory": false,
-                    "result": "passed",
-                    "detail": "the backend accepted the change in a dry run",
-                }));
+                rec.prechecks.push(PrecheckEntry {
+                    name: SERVER_DRY_RUN.to_owned(),
+                    advisory: false,
+                    result: PrecheckStatus::Passed,
+                    detail: "the backend accepted the change in a dry run".to_owned(),
+                });
                 None
             }
             Ok(Err(e)) => Some(e.to_string()),
@@ -674,17 +709,17 @@ impl<'a> Runner<'a> {
             }
         };
         rec.timings
-            .insert("dry_run_ms".into(), json!(ms(started.elapsed())));
+            .insert("dry_run_ms".into(), ms(started.elapsed()));
         if let Some(why) = refusal {
-            rec.prechecks.push(json!({
-                "name": SERVER_DRY_RUN,
-                "advisory": false,
-                "result": "failed",
-                "detail": why,
-            }));
+            rec.prechecks.push(PrecheckEntry {
+                name: SERVER_DRY_RUN.to_owned(),
+                advisory: false,
+                result: PrecheckStatus::Failed,
+                detail: why.clone(),
+            });
             rec.fail(
                 RunOutcome::Failed,
-                "dry_run_refused",
+                RunCode::DryRunRefused,
                 format!(
                     "the backend refused the change in a dry run, so nothing was executed: {why}"
                 ),
@@ -692,7 +727,7 @@ impl<'a> Runner<'a> {
             return;
         }
         if *kind == RunKind::Preview {
-            rec.reason_code = "previewed";
+            rec.reason_code = RunCode::Previewed;
             rec.message = if would.is_some() {
                 "preview: the prechecks and the backend's dry run passed; nothing was executed and the ticket can still run once".into()
             } else {
@@ -716,7 +751,7 @@ impl<'a> Runner<'a> {
         })
         .await;
         rec.timings
-            .insert("execute_ms".into(), json!(ms(started.elapsed())));
+            .insert("execute_ms".into(), ms(started.elapsed()));
         match result {
             Ok(Ok(report)) => {
                 rec.summary = Some(report.summary);
@@ -724,7 +759,7 @@ impl<'a> Runner<'a> {
             }
             Ok(Err(CoreError::ExecutorCancelled)) | Err(Trouble::TimedOut) => rec.fail(
                 RunOutcome::Unknown,
-                "timed_out",
+                RunCode::TimedOut,
                 format!(
                     "the executor did not finish within {} ms and was cancelled; the backend state is unknown",
                     ms(self.timeouts.execute)
@@ -732,12 +767,12 @@ impl<'a> Runner<'a> {
             ),
             Ok(Err(e)) => rec.fail(
                 RunOutcome::Failed,
-                "execution_failed",
+                RunCode::ExecutionFailed,
                 format!("the action failed: {e}"),
             ),
             Err(Trouble::Panicked) => rec.fail(
                 RunOutcome::Unknown,
-                "executor_panicked",
+                RunCode::ExecutorPanicked,
                 "the executor panicked mid-execution; the backend state is unknown".into(),
             ),
         }
@@ -757,7 +792,7 @@ impl<'a> Runner<'a> {
             }
         }
         rec.timings
-            .insert("capture_after_ms".into(), json!(ms(started.elapsed())));
+            .insert("capture_after_ms".into(), ms(started.elapsed()));
     }
 
     async fn capture(
@@ -794,7 +829,7 @@ impl<'a> Runner<'a> {
         rec: &Record,
         started_at: Timestamp,
         credentials: Option<&Credentials>,
-    ) -> Value {
+    ) -> ExecutionRecord {
         let redactor = self.audit.redactor();
         let sensitive: BTreeSet<&str> = def.sensitive_params().collect();
         let mut params = t.params().clone();
@@ -811,8 +846,8 @@ impl<'a> Runner<'a> {
                 || def.tags().iter().any(|t| t == "secrets") && name == "data"
         };
         let mut redacted_state = BTreeSet::new();
-        let redact_state = |m: &Map<String, Value>, redacted: &mut BTreeSet<String>| -> Value {
-            Value::Object(
+        let redact_state =
+            |m: &Map<String, Value>, redacted: &mut BTreeSet<String>| -> Map<String, Value> {
                 m.iter()
                     .map(|(k, v)| {
                         if secret_field(k) {
@@ -822,9 +857,8 @@ impl<'a> Runner<'a> {
                             (k.clone(), v.clone())
                         }
                     })
-                    .collect(),
-            )
-        };
+                    .collect()
+            };
         let before = rec
             .before
             .as_ref()
@@ -834,17 +868,23 @@ impl<'a> Runner<'a> {
             .as_ref()
             .map(|m| redact_state(m, &mut redacted_state));
         let diff = match (&before, &after) {
-            (Some(Value::Object(b)), Some(Value::Object(a))) => {
-                let mut d = Map::new();
+            (Some(b), Some(a)) => {
+                let mut d = StateDiff::new();
                 for (k, av) in a {
                     let bv = b.get(k).unwrap_or(&Value::Null);
                     if bv != av {
-                        d.insert(k.clone(), json!({"before": bv, "after": av}));
+                        d.insert(
+                            k.clone(),
+                            Change {
+                                before: bv.clone(),
+                                after: av.clone(),
+                            },
+                        );
                     }
                 }
-                Value::Object(d)
+                Some(d)
             }
-            _ => Value::Null,
+            _ => None,
         };
         let output = rec.output.as_ref().map(|o| {
             if def.tags().iter().any(|t| t == "secrets") {
@@ -853,43 +893,33 @@ impl<'a> Runner<'a> {
                 redact_output(o, redactor)
             }
         });
-        let mut body = json!({
-            "kind": kind.as_str(),
-            "action": t.action(),
-            "target": t.target(),
-            "caller": t.caller().id,
-            "executor": executor,
-            "outcome": rec.outcome,
-            "reason_code": rec.reason_code,
-            "message": rec.message,
-            "executed": rec.executed,
-            "params": params,
-            "prechecks": rec.prechecks,
-            "before": before,
-            "after": after,
-            "diff": diff,
-            "started_at": started_at.to_string(),
-            "timings": rec.timings,
-            "credentials_kind": credentials.map(|c| c.kind.clone()),
-        });
-        if let Some(obj) = body.as_object_mut() {
-            if let Some(s) = &rec.summary {
-                obj.insert("summary".into(), json!(s));
-            }
-            if let Some(o) = output {
-                obj.insert("output".into(), o);
-            }
-            if !redacted_params.is_empty() {
-                obj.insert("redacted_params".into(), json!(redacted_params));
-            }
-            if !redacted_state.is_empty() {
-                obj.insert("redacted_state".into(), json!(redacted_state));
-            }
-            if let RunKind::Rollback { of_decision } = kind {
-                obj.insert("rolls_back".into(), json!(of_decision));
-            }
+        ExecutionRecord {
+            kind: kind.record_kind(),
+            action: Some(t.action().to_owned()),
+            target: Some(t.target().to_owned()),
+            caller: Some(t.caller().id.clone()),
+            executor: executor.to_owned(),
+            outcome: rec.outcome,
+            reason_code: rec.reason_code,
+            message: rec.message.clone(),
+            executed: rec.executed,
+            params: Some(params),
+            prechecks: rec.prechecks.clone(),
+            before,
+            after,
+            diff,
+            started_at: Some(started_at),
+            timings: rec.timings.clone(),
+            credentials_kind: credentials.map(|c| c.kind.clone()),
+            summary: rec.summary.clone(),
+            output,
+            redacted_params,
+            redacted_state: redacted_state.into_iter().collect(),
+            rolls_back: match kind {
+                RunKind::Rollback { of_decision } => Some(of_decision.clone()),
+                _ => None,
+            },
         }
-        body
     }
 
     /// Records a refusal (nothing redeemed, nothing executed) and reports it.
@@ -898,22 +928,16 @@ impl<'a> Runner<'a> {
         executor: &str,
         t: Option<&VerifiedTicket>,
         kind: &RunKind,
-        code: &'static str,
+        code: RunCode,
         message: String,
     ) -> RunReport {
-        let mut body = json!({
-            "kind": kind.as_str(),
-            "executor": executor,
-            "outcome": RunOutcome::Refused,
-            "reason_code": code,
-            "message": message,
-            "executed": false,
-        });
-        if let (Some(obj), Some(t)) = (body.as_object_mut(), t) {
-            obj.insert("action".into(), json!(t.action()));
-            obj.insert("target".into(), json!(t.target()));
+        let mut record =
+            ExecutionRecord::refusal(kind.record_kind(), executor, code, message.clone());
+        if let Some(t) = t {
+            record.action = Some(t.action().to_owned());
+            record.target = Some(t.target().to_owned());
         }
-        let mut ev = event(kind, body.clone());
+        let mut ev = event(kind, record.to_body());
         if let Some(t) = t {
             ev = ev
                 .with_decision_id(t.decision_id())
@@ -933,7 +957,7 @@ impl<'a> Runner<'a> {
             message,
             summary: None,
             output: None,
-            record: body,
+            record,
             audit_seq,
             warnings,
         }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::RunnerError;
+use crate::record::ExecutionRecord;
 
 /// The compensating request for one execution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,22 +61,10 @@ pub fn find_record(log: &Path, decision_id: &str) -> Result<Entry, RunnerError> 
         {
             return;
         }
-        if entry.body.get("executed") == Some(&Value::Bool(true)) {
-            found = Some(entry);
-        } else {
-            refused = Some(format!(
-                "{} ({})",
-                entry
-                    .body
-                    .get("outcome")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?"),
-                entry
-                    .body
-                    .get("reason_code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-            ));
+        match ExecutionRecord::from_body(&entry.body) {
+            Ok(r) if r.executed => found = Some(entry),
+            Ok(r) => refused = Some(format!("{} ({})", r.outcome, r.reason_code)),
+            Err(_) => refused = Some("with a record this version cannot read".to_owned()),
         }
     })?;
     match (found, refused) {
@@ -90,27 +79,19 @@ pub fn find_record(log: &Path, decision_id: &str) -> Result<Entry, RunnerError> 
     }
 }
 
-fn strings(body: &Value, key: &str) -> Vec<String> {
-    body.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Builds the compensating request from an execution record.
 ///
 /// # Errors
 /// When the action is not reversible, is unknown, or a rollback param comes from a value
 /// the record had to redact (a sensitive param or a secret state field).
 pub fn plan(registry: &Registry, entry: &Entry) -> Result<RollbackPlan, RunnerError> {
-    let body = &entry.body;
-    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
-    let action = text("action");
+    let record = ExecutionRecord::from_body(&entry.body).map_err(|e| {
+        RunnerError::Rollback(format!(
+            "audit entry {} is not an execution record this version can read: {e}",
+            entry.seq
+        ))
+    })?;
+    let action = record.action.as_deref().unwrap_or_default();
     let def = registry.get(action).ok_or_else(|| {
         RunnerError::Rollback(format!("action `{action}` is not in the registry"))
     })?;
@@ -119,18 +100,10 @@ pub fn plan(registry: &Registry, entry: &Entry) -> Result<RollbackPlan, RunnerEr
             "action `{action}` is not reversible: it declares no rollback action"
         )));
     };
-    let params: Params = body
-        .get("params")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let before: Params = body
-        .get("before")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let redacted_params = strings(body, "redacted_params");
-    let redacted_state = strings(body, "redacted_state");
+    let params: Params = record.params.clone().unwrap_or_default();
+    let before: Params = record.before.clone().unwrap_or_default();
+    let redacted_params = &record.redacted_params;
+    let redacted_state = &record.redacted_state;
     let mut out = Params::new();
     for rp in def.rollback_params() {
         let source = rp.source();
@@ -162,7 +135,7 @@ pub fn plan(registry: &Registry, entry: &Entry) -> Result<RollbackPlan, RunnerEr
         rolls_back: entry.links.decision_id.clone().unwrap_or_default(),
         original_action: action.to_owned(),
         action: rollback_action.to_owned(),
-        target: text("target").to_owned(),
+        target: record.target.clone().unwrap_or_default(),
         params: out,
         from_audit_seq: entry.seq,
     })

@@ -24,9 +24,10 @@ use agentsafe_runner::{
 use agentsafe_testkit::{
     ConformanceCase, DryRunBehaviour, ExecuteBehaviour, MockExecutor, assert_conformance,
 };
+use agentsafe_tickets::danger::TicketIssuer;
 use agentsafe_tickets::{
-    KeySet, MemoryTicketStore, Outcome, Signer, TicketConfig, TicketIssuer, TicketState,
-    TicketStore as _, TicketVerifier,
+    KeySet, MemoryTicketStore, Outcome, Signer, TicketConfig, TicketState, TicketStore as _,
+    TicketVerifier,
 };
 
 fn root() -> PathBuf {
@@ -96,12 +97,12 @@ impl Fixture {
     fn runner<'a>(&'a self, creds: &'a dyn CredentialProvider) -> Runner<'a> {
         Runner::new(
             self.pdp.registry(),
+            self.pdp.inventory(),
             &self.verifier,
             &self.store,
             &self.audit,
             creds,
         )
-        .with_inventory(self.pdp.inventory())
         .with_timeouts(Timeouts {
             precheck: Duration::from_secs(5),
             capture: Duration::from_secs(5),
@@ -151,7 +152,7 @@ fn nonce_of(report: &agentsafe_runner::RunReport, f: &Fixture) -> agentsafe_tick
         .unwrap()
         .to_owned();
     let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(entry["body"]["reason_code"], report.reason_code);
+    assert_eq!(entry["body"]["reason_code"], report.reason_code.as_str());
     entry["links"]["ticket_nonce"]
         .as_str()
         .unwrap()
@@ -216,14 +217,14 @@ fn a_run_executes_once_records_state_and_revokes_credentials() {
     assert_eq!(r.outcome, RunOutcome::Succeeded, "{r:?}");
     assert!(r.is_success());
     assert_eq!(exec.executions(), 1);
-    assert_eq!(r.record["before"]["replicas"], 3);
+    assert_eq!(r.record.to_body()["before"]["replicas"], 3);
     assert_eq!((creds.0.live(), creds.0.revoked()), (0, 1));
     let again = f
         .runner(&creds)
         .run_blocking(&token, exec.clone(), &RunKind::Execution)
         .unwrap();
     assert_eq!(again.outcome, RunOutcome::Refused);
-    assert_eq!(again.reason_code, "replayed");
+    assert_eq!(again.reason_code.as_str(), "replayed");
     assert_eq!(exec.executions(), 1, "a replay executes nothing");
     let everything = format!("{}{:?}{:?}", f.log(), r, again);
     assert!(!everything.contains(CANARY), "a credential leaked");
@@ -241,7 +242,7 @@ fn the_backends_dry_run_is_the_last_gate_before_execute() {
         .run_blocking(&f.scale(5), exec.clone(), &RunKind::Execution)
         .unwrap();
     assert_eq!(r.outcome, RunOutcome::Failed, "{r:?}");
-    assert_eq!(r.reason_code, "dry_run_refused");
+    assert_eq!(r.reason_code.as_str(), "dry_run_refused");
     assert!(
         r.message.contains("admission webhook said no"),
         "{}",
@@ -252,7 +253,7 @@ fn the_backends_dry_run_is_the_last_gate_before_execute() {
         (1, 0),
         "refused: nothing executes"
     );
-    let last = r.record["prechecks"]
+    let last = r.record.to_body()["prechecks"]
         .as_array()
         .unwrap()
         .last()
@@ -272,13 +273,13 @@ fn the_backends_dry_run_is_the_last_gate_before_execute() {
     assert_eq!(r.outcome, RunOutcome::Succeeded, "{r:?}");
     assert_eq!((exec.dry_runs(), exec.executions()), (1, 1));
     assert!(
-        r.record["prechecks"]
+        r.record.to_body()["prechecks"]
             .as_array()
             .unwrap()
             .iter()
             .any(|c| c["name"] == "server_dry_run" && c["result"] == "passed"),
         "{}",
-        r.record["prechecks"]
+        r.record.to_body()["prechecks"]
     );
 
     // A backend without a dry run: nothing recorded for it, the run goes on.
@@ -289,7 +290,7 @@ fn the_backends_dry_run_is_the_last_gate_before_execute() {
         .unwrap();
     assert_eq!(r.outcome, RunOutcome::Succeeded, "{r:?}");
     assert!(
-        !r.record["prechecks"]
+        !r.record.to_body()["prechecks"]
             .as_array()
             .unwrap()
             .iter()
@@ -315,11 +316,14 @@ fn a_preview_executes_nothing_and_leaves_the_ticket_redeemable_once() {
         .run_blocking(&token, exec.clone(), &RunKind::Preview)
         .unwrap();
     assert_eq!(preview.outcome, RunOutcome::Succeeded, "{preview:?}");
-    assert_eq!(preview.reason_code, "previewed");
-    assert_eq!(preview.record["kind"], "preview");
-    assert_eq!(preview.record["executed"], false);
-    assert_eq!(preview.record["before"]["replicas"], 3);
-    assert_eq!(preview.record["output"]["would_apply"]["replicas"], 5);
+    assert_eq!(preview.reason_code.as_str(), "previewed");
+    assert_eq!(preview.record.to_body()["kind"], "preview");
+    assert_eq!(preview.record.to_body()["executed"], false);
+    assert_eq!(preview.record.to_body()["before"]["replicas"], 3);
+    assert_eq!(
+        preview.record.to_body()["output"]["would_apply"]["replicas"],
+        5
+    );
     assert_eq!((exec.executions(), exec.dry_runs()), (0, 1));
     assert_eq!(
         (creds.live(), creds.revoked()),
@@ -333,7 +337,7 @@ fn a_preview_executes_nothing_and_leaves_the_ticket_redeemable_once() {
         .runner(&creds)
         .run_blocking(&token, exec.clone(), &RunKind::Preview)
         .unwrap();
-    assert_eq!(again.reason_code, "previewed");
+    assert_eq!(again.reason_code.as_str(), "previewed");
     let run = f
         .runner(&creds)
         .run_blocking(&token, exec.clone(), &RunKind::Execution)
@@ -347,7 +351,7 @@ fn a_preview_executes_nothing_and_leaves_the_ticket_redeemable_once() {
         .run_blocking(&token, exec.clone(), &RunKind::Preview)
         .unwrap();
     assert_eq!(
-        (late.outcome, late.reason_code),
+        (late.outcome, late.reason_code.as_str()),
         (RunOutcome::Refused, "replayed")
     );
     assert_eq!(exec.executions(), 1);
@@ -364,7 +368,7 @@ fn a_refused_preview_says_why_and_still_executes_nothing() {
         .run_blocking(&f.scale(5), exec.clone(), &RunKind::Preview)
         .unwrap();
     assert_eq!(
-        (r.outcome, r.reason_code),
+        (r.outcome, r.reason_code.as_str()),
         (RunOutcome::Failed, "dry_run_refused")
     );
     assert!(r.message.contains("quota exceeded"), "{}", r.message);
@@ -382,13 +386,14 @@ fn an_object_that_does_not_exist_yet_is_captured_as_nulls_not_as_a_failure() {
         .unwrap();
     assert_eq!(r.outcome, RunOutcome::Succeeded, "{r:?}");
     assert_eq!(exec.executions(), 1);
-    let before = r.record["before"].as_object().unwrap();
+    let body = r.record.to_body();
+    let before = body["before"].as_object().unwrap();
     assert!(
         !before.is_empty() && before.values().all(serde_json::Value::is_null),
         "{before:?}"
     );
     // After the execution the object exists, so the after-capture worked and said nothing.
-    assert!(r.record["after"].is_object(), "{}", r.record);
+    assert!(r.record.to_body()["after"].is_object(), "{:?}", r.record);
     assert!(!r.message.contains("cannot capture"), "{}", r.message);
 }
 
@@ -403,7 +408,7 @@ fn a_failing_precheck_stops_the_run_and_an_advisory_one_does_not() {
         .run_blocking(&f.scale(5), exec.clone(), &RunKind::Execution)
         .unwrap();
     assert_eq!(r.outcome, RunOutcome::Failed);
-    assert_eq!(r.reason_code, "precheck_failed");
+    assert_eq!(r.reason_code.as_str(), "precheck_failed");
     assert!(r.message.contains("no such deployment"), "{}", r.message);
     assert_eq!(
         exec.executions(),
@@ -431,7 +436,8 @@ fn a_failing_precheck_stops_the_run_and_an_advisory_one_does_not() {
         .run_blocking(&f.scale(6), exec.clone(), &RunKind::Execution)
         .unwrap();
     assert_eq!(
-        r.reason_code, "precheck_failed",
+        r.reason_code.as_str(),
+        "precheck_failed",
         "an unknown check fails closed"
     );
     assert_eq!(exec.executions(), 0);
@@ -447,7 +453,7 @@ fn a_panicking_executor_still_revokes_and_records() {
         .run_blocking(&f.scale(5), exec, &RunKind::Execution)
         .unwrap();
     assert_eq!(r.outcome, RunOutcome::Unknown);
-    assert_eq!(r.reason_code, "executor_panicked");
+    assert_eq!(r.reason_code.as_str(), "executor_panicked");
     assert!(r.audit_seq.is_some(), "the outcome is recorded");
     assert_eq!((creds.live(), creds.revoked()), (0, 1));
     let record = f.store.get(nonce_of(&r, &f)).unwrap().unwrap();
@@ -464,7 +470,7 @@ fn a_hanging_executor_times_out_is_cancelled_and_still_revokes() {
         .run_blocking(&f.scale(5), exec, &RunKind::Execution)
         .unwrap();
     assert_eq!(r.outcome, RunOutcome::Unknown);
-    assert_eq!(r.reason_code, "timed_out");
+    assert_eq!(r.reason_code.as_str(), "timed_out");
     assert!(r.audit_seq.is_some());
     assert_eq!((creds.live(), creds.revoked()), (0, 1));
 }
@@ -479,7 +485,7 @@ fn an_unsupported_action_is_refused_before_redemption() {
         .runner(&creds)
         .run_blocking(&token, only.clone(), &RunKind::Execution)
         .unwrap();
-    assert_eq!(r.reason_code, "unsupported_action");
+    assert_eq!(r.reason_code.as_str(), "unsupported_action");
     assert_eq!(creds.revoked(), 0, "no credential was issued");
     // The ticket was not burnt: a capable executor can still run it.
     let r = f
@@ -499,6 +505,6 @@ fn a_forged_ticket_is_refused_and_recorded() {
         .run_blocking("not.a.ticket", exec, &RunKind::Execution)
         .unwrap();
     assert_eq!(r.outcome, RunOutcome::Refused);
-    assert_eq!(r.reason_code, "invalid_ticket");
+    assert_eq!(r.reason_code.as_str(), "invalid_ticket");
     assert!(r.audit_seq.is_some());
 }

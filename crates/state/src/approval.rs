@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub enum ApprovalState {
     /// Waiting for approvers.
     Pending,
-    /// Enough approvers agreed and the ticket was issued.
+    /// Enough approvers agreed: the requester may claim its one ticket (once).
     Approved,
     /// An approver denied it, or the policy denied it when re-evaluated.
     Denied,
@@ -40,6 +40,12 @@ pub struct Vote {
     /// Why, as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The root of the approver's delegation chain: two votes with one root are one approver.
+    #[serde(default)]
+    pub root: String,
+    /// The approver's roles when it voted, so a tightened rule can be checked against them.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// An approval request created by a REQUIRE_APPROVAL decision.
@@ -49,8 +55,15 @@ pub struct ApprovalRecord {
     pub id: String,
     /// The decision that required approval.
     pub decision_id: String,
-    /// The request as decided: authenticated caller, params after binding, change ticket.
+    /// The request as decided: caller, params after binding (sensitive values HMAC-redacted,
+    /// never stored in clear), change ticket.
     pub request: Request,
+    /// Whether the requester's identity was verified (deserialising a caller never says so).
+    #[serde(default)]
+    pub authenticated: bool,
+    /// Names of the params whose values are stored redacted: a claim must send them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted_params: Vec<String>,
     /// `sha256:` digest of the canonical params: an approval covers exactly these.
     pub params_digest: String,
     /// The effective risk, when known.
@@ -80,13 +93,10 @@ pub struct ApprovalRecord {
     /// When it was approved or denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<Timestamp>,
-    /// The one ticket issued on approval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ticket: Option<String>,
-    /// That ticket's nonce.
+    /// The nonce of the one ticket the requester claimed; the ticket itself is never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_nonce: Option<String>,
-    /// The decision id of the re-evaluation that was approved.
+    /// The decision id of the claim that issued the ticket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_decision_id: Option<String>,
 }

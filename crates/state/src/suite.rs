@@ -135,6 +135,8 @@ fn record(id: &str) -> ApprovalRecord {
             caller: Caller::unauthenticated("agent"),
             ..Request::default()
         },
+        authenticated: false,
+        redacted_params: Vec::new(),
         params_digest: "sha256:00".into(),
         risk: None,
         rule_id: Some("r".into()),
@@ -147,7 +149,6 @@ fn record(id: &str) -> ApprovalRecord {
         votes: Vec::new(),
         denied: None,
         resolved_at: None,
-        ticket: None,
         ticket_nonce: None,
         approved_decision_id: None,
     }
@@ -170,6 +171,8 @@ fn approvals_are_stored_updated_atomically_and_listed() {
                     approver: "x".into(),
                     at: t(1),
                     reason: None,
+                    root: "x".into(),
+                    roles: vec!["approver".into()],
                 });
                 Ok(())
             })

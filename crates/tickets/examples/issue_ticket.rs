@@ -7,9 +7,9 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use agentsafe_tickets::danger::TicketIssuer;
 use agentsafe_tickets::{
-    KeySet, Redemption, Signer, SqliteTicketStore, TicketConfig, TicketIssuer, TicketStore,
-    TicketVerifier,
+    KeySet, Redemption, Signer, SqliteTicketStore, TicketConfig, TicketStore, TicketVerifier,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

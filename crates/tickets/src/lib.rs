@@ -5,7 +5,7 @@
 //! * [`identity`]: agent identity tokens (EdDSA JWTs), delegation through nested `act`
 //!   claims (RFC 8693) limited by configuration, and [`IdentityConfig::resolve_caller`], the
 //!   policy that turns a request's token or plain id into a [`agentsafe_core::Caller`].
-//! * [`ticket`]: execution tickets (compact JWS, `typ` `agentsafe-ticket+jwt`) issued for
+//! * tickets: execution tickets (compact JWS, `typ` `agentsafe-ticket+jwt`) issued for
 //!   ALLOW decisions and verified into a [`VerifiedTicket`].
 //! * [`store`]: the ISSUED → PENDING → COMMITTED state machine that makes each ticket
 //!   execute at most once, in memory or in a SQLite file shared by several processes.
@@ -21,7 +21,7 @@ pub mod identity;
 mod jws;
 pub mod keys;
 pub mod store;
-pub mod ticket;
+mod ticket;
 
 pub use config::{IdentityConfig, TicketConfig};
 pub use duration::HumanDuration;
@@ -35,6 +35,18 @@ pub use store::{
     TicketRecord, TicketState, TicketStore,
 };
 pub use ticket::{
-    Nonce, SignedTicket, TicketExpectation, TicketIssuer, TicketVerifier, VerifiedTicket,
+    Nonce, NonceParseError, SignedTicket, TicketExpectation, TicketVerifier, VerifiedTicket,
     params_digest,
 };
+
+/// What weakens a guarantee when misused, kept apart as rustls keeps its `danger` module.
+///
+/// * [`danger::TicketIssuer`] signs a ticket for any ALLOW decision it is handed. The
+///   enforcement point (`agentsafe-gate`) is the one place that should hold it: it issues
+///   only for decisions that went through identity, policy, limits and the audit log.
+///   Tests, benchmarks and known-answer vectors use it directly.
+/// * [`danger::decode_unverified`] shows a token's claims without checking anything.
+pub mod danger {
+    pub use crate::ticket::TicketIssuer;
+    pub use crate::ticket::danger::decode_unverified;
+}

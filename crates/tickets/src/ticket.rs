@@ -86,6 +86,8 @@ impl<'de> Deserialize<'de> for Nonce {
 struct TicketClaims {
     action: String,
     aud: String,
+    /// Signed by the ticket key: the flag is as the gate stated it.
+    #[serde(deserialize_with = "agentsafe_core::caller::trusted")]
     caller: Caller,
     decision_id: DecisionId,
     exp: i64,

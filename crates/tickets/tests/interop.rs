@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 use agentsafe_tickets::bench::sample_decision;
+use agentsafe_tickets::danger::TicketIssuer;
 use agentsafe_tickets::keys::{self, KeyPurpose};
 use agentsafe_tickets::{
     HumanDuration, IdentityConfig, IdentityIssuer, IdentityRequest, Signer, TicketConfig,
-    TicketIssuer,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use agentsafe_tickets::bench::sample_decision;
+use agentsafe_tickets::danger::TicketIssuer;
 use agentsafe_tickets::{
-    KeySet, Outcome, Redemption, Signer, SqliteTicketStore, TicketConfig, TicketIssuer,
-    TicketStore, TicketVerifier, keys,
+    KeySet, Outcome, Redemption, Signer, SqliteTicketStore, TicketConfig, TicketStore,
+    TicketVerifier, keys,
 };
 
 const CHILD_ENV: &str = "AGENTSAFE_TICKETS_RACE_DIR";

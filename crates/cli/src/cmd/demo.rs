@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 use agentsafe_core::{Caller, Params, Request, Timestamp, Verdict};
 use agentsafe_runner::executors::dry_run;
+use agentsafe_runner::record::{PrecheckStatus, RunCode};
 use agentsafe_runner::{RunKind, RunReport};
 use agentsafe_tickets::{IdentityIssuer, IdentityRequest, KeyPurpose, Signer};
 use anyhow::Context as _;
 
 use crate::cmd::run::run_ticket;
 use crate::context::{Context, OutputFormat};
-use crate::gate::{Claimed, Gate, Outcome};
+use agentsafe_gate::{Claimed, Outcome};
 
 /// Arguments of `agentsafe demo`.
 #[derive(Debug, clap::Args)]
@@ -55,18 +56,18 @@ fn show_run(r: &RunReport) {
         r.reason_code
     );
     out!("     {}", r.message);
-    if let Some(checks) = rec.get("prechecks").and_then(serde_json::Value::as_array)
-        && !checks.is_empty()
-    {
-        let passed = checks.iter().filter(|c| c["result"] == "passed").count();
-        out!("     prechecks: {passed}/{} passed", checks.len());
+    if !rec.prechecks.is_empty() {
+        let passed = rec
+            .prechecks
+            .iter()
+            .filter(|c| c.result == PrecheckStatus::Passed)
+            .count();
+        out!("     prechecks: {passed}/{} passed", rec.prechecks.len());
     }
-    if let Some(diff) = rec.get("diff").and_then(serde_json::Value::as_object)
-        && !diff.is_empty()
-    {
+    if let Some(diff) = rec.diff.as_ref().filter(|d| !d.is_empty()) {
         let list: Vec<String> = diff
             .iter()
-            .map(|(k, v)| format!("{k} {} → {}", v["before"], v["after"]))
+            .map(|(k, v)| format!("{k} {} → {}", v.before, v.after))
             .collect();
         out!(
             "     before/after state captured, credentials revoked; diff: {}",
@@ -92,7 +93,7 @@ fn request(action: &str, target: &str, params: serde_json::Value) -> Request {
 }
 
 /// `agentsafe demo`.
-pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
+pub fn demo(args: DemoArgs, outer: &Context) -> anyhow::Result<ExitCode> {
     let scratch;
     let dir = match args.dir {
         Some(d) => {
@@ -118,18 +119,19 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
     let key_dir = dir.join("keys");
     agentsafe_tickets::keys::generate_key_files(&key_dir, &KeyPurpose::ALL, true)?;
     let config_path = dir.join("agentsafe.toml");
-    let config = crate::config::load(&config_path)?;
-    let ctx = Context {
-        output: OutputFormat::Text,
+    let (config, config_bytes) = agentsafe::config::load(&config_path)?;
+    let project = agentsafe::Project {
         config,
         config_path: Some(config_path),
+        config_bytes: Some(config_bytes),
         actions_dir: dir.join("actions"),
         policies_dir: dir.join("policies"),
         inventory_path: dir.join("inventory.toml"),
         state_dir: dir.join("state"),
         key_dir: key_dir.clone(),
     };
-    let gate = Gate::open(&ctx)?;
+    let ctx = Context::from_project(project, OutputFormat::Text, outer.executors.clone());
+    let gate = ctx.gate()?;
     out!(
         "   {} files; {} actions, {} rules, {} targets; keys in {} (the audit log is in {})",
         files.len(),
@@ -166,7 +168,7 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
     );
 
     step(3, "web-bot asks to scale staging/api-server to 4 replicas");
-    let allowed = gate.decide(
+    let allowed = gate.check(
         &dev,
         request(
             "scale-deployment",
@@ -184,7 +186,7 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
         4,
         "web-bot tries to smuggle a flag through a pod name: delete-pod `x --all`",
     );
-    let injected = gate.decide(
+    let injected = gate.check(
         &dev,
         request(
             "delete-pod",
@@ -195,7 +197,7 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
     show(&injected);
 
     step(5, "web-bot names another namespace than its target's");
-    let moved = gate.decide(
+    let moved = gate.check(
         &dev,
         request(
             "scale-deployment",
@@ -206,7 +208,7 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
     show(&moved);
 
     step(6, "sre-bot asks to drain a staging node (critical risk)");
-    let approval = gate.decide(
+    let approval = gate.check(
         &sre,
         request("drain-node", "staging/node-1", serde_json::json!({})),
     );
@@ -219,14 +221,14 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
     let mut replay_refused = false;
     let mut ran = None;
     if let (Some(ticket), true) = (&allowed.ticket, allowed.decision.decision == Verdict::Allow) {
-        let report = run_ticket(&ctx, gate.pdp(), ticket, dry_run::NAME, &RunKind::Execution)?;
+        let report = run_ticket(&ctx, ticket, dry_run::NAME, &RunKind::Execution)?;
         show_run(&report);
         if report.is_success() {
             ran = Some(allowed.decision.decision_id.to_string());
         }
         // A second process, or this one after a restart, presents the same ticket.
-        let again = run_ticket(&ctx, gate.pdp(), ticket, dry_run::NAME, &RunKind::Execution)?;
-        replay_refused = again.reason_code == "replayed";
+        let again = run_ticket(&ctx, ticket, dry_run::NAME, &RunKind::Execution)?;
+        replay_refused = again.reason_code == RunCode::Replayed;
         if replay_refused {
             out!("   → replay refused: already redeemed, nothing runs twice");
             out!("     {}", again.message);
@@ -256,7 +258,7 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
         );
         let mut request = plan.request();
         request.correlation_id = Some(format!("rollback-of-{decision_id}"));
-        let check = gate.decide(&dev, request);
+        let check = gate.check(&dev, request);
         show(&check);
         rollback_planned = plan.params.get("replicas") == Some(&serde_json::json!(3));
     } else {
@@ -264,6 +266,10 @@ pub fn demo(args: DemoArgs, _outer: &Context) -> anyhow::Result<ExitCode> {
     }
 
     step(9, "Verify the audit log with only the audit public key");
+    // Close the log first: its final checkpoint covers every entry above.
+    if let Some(e) = ctx.shutdown() {
+        out!("   warning: the audit log did not close cleanly: {e}");
+    }
     let log = ctx.config.audit.log_path(&ctx.state_dir);
     let public =
         agentsafe_audit::keys::load_verifying_key(&KeyPurpose::Audit.public_key_path(&key_dir))?;

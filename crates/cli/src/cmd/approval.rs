@@ -4,9 +4,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use agentsafe_core::Timestamp;
-use agentsafe_state::{ApprovalRecord, ApprovalState, StateStore};
+use agentsafe_gate::{ApprovalRecord, ApprovalState, ApproveOutcome, Claimed, Gate, summary_json};
 
-use crate::approvals::{self, ApproveOutcome};
+use crate::cmd::decide::{
+    CallerArgs, caller_from, claimed, parse_params, print_outcome, verdict_code,
+};
 use crate::context::Context;
 use crate::exit;
 
@@ -15,15 +17,19 @@ use crate::exit;
 pub enum ApprovalCommand {
     /// List approval requests (pending ones unless --all)
     List(ListArgs),
-    /// Show one approval request, with its ticket once approved
+    /// Show one approval request (sensitive params are shown as their HMACs)
     Show(IdArg),
-    /// Approve a request as the holder of an approver token; the last required approval
-    /// re-evaluates the policy and issues exactly one ticket
+    /// Vote for a request as the holder of an approver token; distinct approvers are
+    /// distinct people (delegation roots)
     Approve(ResolveArgs),
     /// Deny a pending request
     Deny(ResolveArgs),
-    /// Wait until a request is resolved: exit 0 and print the ticket when approved, 3 when
-    /// denied or expired, 1 on timeout
+    /// As the requester, claim the one ticket of an approved request: the request is
+    /// decided again under the policy and limits in force now
+    Claim(ClaimArgs),
+    /// Wait until a request is resolved; with the requester's --token, claim its ticket
+    /// once approved. Exit 0 when approved (and claimed), 3 when denied or expired, 1 on
+    /// timeout
     Wait(WaitArgs),
     /// Counts of requests by state, and notification deliveries and failures
     Stats,
@@ -62,6 +68,19 @@ pub struct ResolveArgs {
     pub reason: Option<String>,
 }
 
+/// Arguments of `approval claim`.
+#[derive(Debug, clap::Args)]
+pub struct ClaimArgs {
+    /// The approval request id.
+    pub id: String,
+    #[command(flatten)]
+    pub who: CallerArgs,
+    /// The params again, as a JSON object: needed when the action has sensitive params
+    /// (the store keeps only their HMACs). They must be exactly those approved.
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+}
+
 /// Arguments of `approval wait`.
 #[derive(Debug, clap::Args)]
 pub struct WaitArgs {
@@ -70,6 +89,12 @@ pub struct WaitArgs {
     /// How long to wait, such as `30s` or `10m`.
     #[arg(long, value_parser = agentsafe_core::duration::parse, default_value = "5m")]
     pub timeout: Duration,
+    /// The requester's identity token: claim the ticket once approved.
+    #[arg(long, env = "AGENTSAFE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The params again (see `approval claim`).
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
 }
 
 /// Runs an `approval` subcommand.
@@ -77,25 +102,22 @@ pub struct WaitArgs {
 /// # Errors
 /// When the state store cannot be opened or the request does not exist.
 pub fn run(cmd: ApprovalCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let store = crate::limits::open_store(ctx)?;
+    let gate = ctx.gate()?;
     match cmd {
-        ApprovalCommand::List(a) => list(&store, ctx, a.all),
+        ApprovalCommand::List(a) => list(&gate, ctx, a.all),
         ApprovalCommand::Show(a) => {
-            let r = get(&store, &a.id)?;
-            print_record(ctx, &r, true)?;
+            let r = gate.approval(&a.id)?;
+            print_record(ctx, &r)?;
             Ok(ExitCode::from(exit::ALLOW))
         }
         ApprovalCommand::Approve(a) => {
             let token = crate::cmd::token::read_token(&a.token)?;
-            let who = approvals::verify_approver(ctx, &token)?;
-            let pdp = ctx.load_pdp()?;
-            match approvals::approve(ctx, &store, &pdp, &a.id, &who, a.reason.as_deref())? {
+            match gate.approve(&a.id, &token, a.reason.as_deref())? {
                 ApproveOutcome::Counted(r) => {
-                    print_record(ctx, &r, false)?;
+                    print_record(ctx, &r)?;
                     if !ctx.json() {
                         out!(
-                            "approval by {} recorded; {} of {} approvals",
-                            who.id,
+                            "approval recorded; {} of {} approvals",
                             r.votes.len(),
                             r.required
                         );
@@ -103,45 +125,52 @@ pub fn run(cmd: ApprovalCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(exit::REQUIRE_APPROVAL))
                 }
                 ApproveOutcome::Approved(r) => {
-                    print_record(ctx, &r, true)?;
+                    print_record(ctx, &r)?;
+                    if !ctx.json() {
+                        out!(
+                            "approved: the requester claims its ticket with `agentsafe approval claim {}`",
+                            r.id
+                        );
+                    }
                     Ok(ExitCode::from(exit::ALLOW))
-                }
-                ApproveOutcome::DeniedByPolicy(r) => {
-                    print_record(ctx, &r, false)?;
-                    Ok(ExitCode::from(exit::DENY))
                 }
             }
         }
         ApprovalCommand::Deny(a) => {
             let token = crate::cmd::token::read_token(&a.token)?;
-            let who = approvals::verify_approver(ctx, &token)?;
-            let r = approvals::deny(ctx, &store, &a.id, &who, a.reason.as_deref())?;
-            print_record(ctx, &r, false)?;
+            let r = gate.deny(&a.id, &token, a.reason.as_deref())?;
+            print_record(ctx, &r)?;
             Ok(ExitCode::from(exit::ALLOW))
         }
-        ApprovalCommand::Wait(a) => wait(&store, ctx, &a),
-        ApprovalCommand::Stats => stats(&store, ctx),
+        ApprovalCommand::Claim(a) => {
+            let claimed = claimed(&a.who, caller_from(&a.who))?;
+            let params = a
+                .params
+                .as_deref()
+                .map(|p| parse_params(Some(p)))
+                .transpose()?;
+            let outcome = gate.claim(&a.id, &claimed, params);
+            if ctx.json() {
+                out!("{}", serde_json::to_string_pretty(&outcome.to_json()?)?);
+            } else {
+                print_outcome(&outcome);
+            }
+            Ok(verdict_code(outcome.decision.decision))
+        }
+        ApprovalCommand::Wait(a) => wait(&gate, ctx, &a),
+        ApprovalCommand::Stats => stats(&gate, ctx),
     }
 }
 
-fn get(store: &dyn StateStore, id: &str) -> anyhow::Result<ApprovalRecord> {
-    store
-        .approval(id)?
-        .ok_or_else(|| anyhow::anyhow!("no approval request `{id}`"))
-}
-
-fn list(store: &dyn StateStore, ctx: &Context, all: bool) -> anyhow::Result<ExitCode> {
+fn list(gate: &Gate, ctx: &Context, all: bool) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now();
-    let rows: Vec<ApprovalRecord> = store
+    let rows: Vec<ApprovalRecord> = gate
         .approvals()?
         .into_iter()
         .filter(|r| all || r.state_at(now) == ApprovalState::Pending)
         .collect();
     if ctx.json() {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| approvals::summary_json(r, now))
-            .collect();
+        let v: Vec<serde_json::Value> = rows.iter().map(|r| summary_json(r, now)).collect();
         out!("{}", serde_json::to_string_pretty(&v)?);
     } else if rows.is_empty() {
         out!("no {}approval requests", if all { "" } else { "pending " });
@@ -163,12 +192,9 @@ fn list(store: &dyn StateStore, ctx: &Context, all: bool) -> anyhow::Result<Exit
     Ok(ExitCode::from(exit::ALLOW))
 }
 
-fn print_record(ctx: &Context, r: &ApprovalRecord, with_ticket: bool) -> anyhow::Result<()> {
+fn print_record(ctx: &Context, r: &ApprovalRecord) -> anyhow::Result<()> {
     let now = Timestamp::now();
-    let mut v = approvals::summary_json(r, now);
-    if with_ticket && let (Some(obj), Some(t)) = (v.as_object_mut(), &r.ticket) {
-        obj.insert("ticket".into(), t.clone().into());
-    }
+    let v = summary_json(r, now);
     if ctx.json() {
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -215,27 +241,40 @@ fn print_record(ctx: &Context, r: &ApprovalRecord, with_ticket: bool) -> anyhow:
         );
     }
     out!("  expires:     {}", r.expires_at);
-    if with_ticket && let Some(t) = &r.ticket {
-        out!("  ticket:      {t}");
+    if let Some(n) = &r.ticket_nonce {
+        out!("  claimed:     ticket {n} was issued to the requester");
     }
     Ok(())
 }
 
-fn wait(store: &dyn StateStore, ctx: &Context, a: &WaitArgs) -> anyhow::Result<ExitCode> {
+fn wait(gate: &Gate, ctx: &Context, a: &WaitArgs) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + a.timeout;
     loop {
-        let r = get(store, &a.id)?;
+        let r = gate.approval(&a.id)?;
         match r.state_at(Timestamp::now()) {
             ApprovalState::Approved => {
+                let Some(token) = &a.token else {
+                    print_record(ctx, &r)?;
+                    return Ok(ExitCode::from(exit::ALLOW));
+                };
+                let token = crate::cmd::token::read_token(token)?;
+                let params = a
+                    .params
+                    .as_deref()
+                    .map(|p| parse_params(Some(p)))
+                    .transpose()?;
+                let outcome = gate.claim(&a.id, &Claimed::token(token), params);
                 if ctx.json() {
-                    print_record(ctx, &r, true)?;
+                    out!("{}", serde_json::to_string_pretty(&outcome.to_json()?)?);
+                } else if let Some(t) = &outcome.ticket {
+                    out!("{t}");
                 } else {
-                    out!("{}", r.ticket.as_deref().unwrap_or_default());
+                    print_outcome(&outcome);
                 }
-                return Ok(ExitCode::from(exit::ALLOW));
+                return Ok(verdict_code(outcome.decision.decision));
             }
             ApprovalState::Denied | ApprovalState::Expired => {
-                print_record(ctx, &r, false)?;
+                print_record(ctx, &r)?;
                 return Ok(ExitCode::from(exit::DENY));
             }
             ApprovalState::Pending => {}
@@ -251,13 +290,13 @@ fn wait(store: &dyn StateStore, ctx: &Context, a: &WaitArgs) -> anyhow::Result<E
     }
 }
 
-fn stats(store: &dyn StateStore, ctx: &Context) -> anyhow::Result<ExitCode> {
+fn stats(gate: &Gate, ctx: &Context) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now();
     let mut by_state = std::collections::BTreeMap::<&str, u64>::new();
-    for r in store.approvals()? {
+    for r in gate.approvals()? {
         *by_state.entry(r.state_at(now).as_str()).or_default() += 1;
     }
-    let counters = store.counters()?;
+    let counters = gate.state_store()?.counters()?;
     if ctx.json() {
         let v = serde_json::json!({ "requests": by_state, "counters": counters });
         out!("{}", serde_json::to_string_pretty(&v)?);

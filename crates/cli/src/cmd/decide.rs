@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::context::Context;
 use crate::exit;
-use crate::gate::{Claimed, Gate, Outcome};
+use agentsafe_gate::{Claimed, Outcome};
 
 /// Who is asking, from flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -124,7 +124,7 @@ pub(crate) fn caller_from(who: &CallerArgs) -> Option<Caller> {
 }
 
 /// Parses `--params`: a JSON object, with an error that says where it broke.
-fn parse_params(text: Option<&str>) -> anyhow::Result<Params> {
+pub(crate) fn parse_params(text: Option<&str>) -> anyhow::Result<Params> {
     let Some(text) = text else {
         return Ok(Params::new());
     };
@@ -225,7 +225,7 @@ pub fn print_outcome(o: &Outcome) {
 
 /// `agentsafe check`.
 pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let gate = Gate::open(ctx)?;
+    let gate = ctx.gate()?;
     let params = parse_params(args.params.as_deref())?;
     let claimed = claimed(&args.who, caller_from(&args.who))?;
     let request = Request {
@@ -237,7 +237,7 @@ pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         correlation_id: args.correlation_id,
         trace_id: args.trace_id,
     };
-    let outcome = gate.decide(&claimed, request);
+    let outcome = gate.check(&claimed, request);
     if ctx.json() {
         out!("{}", serde_json::to_string_pretty(&outcome.to_json()?)?);
     } else {
@@ -248,7 +248,7 @@ pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 /// `agentsafe plan`.
 pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let gate = Gate::open(ctx)?;
+    let gate = ctx.gate()?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read plan `{}`", args.file.display()))?;
     let file: PlanFile = if args.file.extension().is_some_and(|e| e == "json") {
@@ -257,7 +257,7 @@ pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         })?
     } else {
         toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!(crate::config::toml_error(&args.file, &text, &e)))?
+            .map_err(|e| anyhow::anyhow!(agentsafe::config::toml_error(&args.file, &text, &e)))?
     };
     let plain = caller_from(&args.who).or(file.caller);
     let claimed = claimed(&args.who, plain)?;
@@ -277,7 +277,7 @@ pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             trace_id: None,
         })
         .collect();
-    let steps = gate.decide_all(&claimed, requests, true);
+    let steps = gate.plan(&claimed, requests);
     let decision = steps
         .iter()
         .map(|o| o.decision.decision)
@@ -291,7 +291,7 @@ pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         let steps: Vec<serde_json::Value> = steps
             .iter()
             .map(Outcome::to_json)
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<Result<_, _>>()?;
         let v = serde_json::json!({ "plan_id": plan_id, "decision": decision, "steps": steps });
         out!("{}", serde_json::to_string_pretty(&v)?);
     } else {

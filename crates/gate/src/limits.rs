@@ -2,10 +2,10 @@
 //! circuit breaker, the rate limit and cumulative risk, all charged to the root of the
 //! caller's delegation chain.
 //!
-//! The gate calls [`Controls::apply`] once per decision, after the PDP decided. Order:
-//! pause → open breaker → rate limit → cumulative risk (ALLOW only) → breaker counting
-//! (final DENY only) → approval request (final REQUIRE_APPROVAL). Any state-store failure
-//! fails closed: DENY `internal_error`.
+//! The gate applies them once per decision, after the PDP decided, and again when an
+//! approved request is claimed. Order: pause → open breaker → rate limit → cumulative risk
+//! (ALLOW only) → breaker counting (final DENY only). Any state-store failure fails closed:
+//! DENY `internal_error`.
 //!
 //! Unauthenticated callers (plain `--caller` ids, where configuration allows them) are
 //! charged under their plain id, like the root of an authenticated chain: they share the
@@ -15,11 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agentsafe_core::{ApprovalPolicy, Caller, Decision, ReasonCode, Risk, Timestamp, Verdict};
-use agentsafe_state::{SqliteStateStore, StateStore, Windows};
+use agentsafe_state::{StateStore, Windows};
 use agentsafe_tickets::HumanDuration;
 use serde::Deserialize;
-
-use crate::context::Context;
 
 /// The `[limits]` section. Every limit is off until its table is present.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,84 +157,44 @@ impl LimitsConfig {
     }
 }
 
-/// Opens the state store of this invocation.
-///
-/// # Errors
-/// When the database cannot be opened or created.
-pub fn open_store(ctx: &Context) -> anyhow::Result<SqliteStateStore> {
-    let path = ctx
-        .config
-        .limits
-        .database_path(&ctx.config_base(), &ctx.state_dir);
-    SqliteStateStore::open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot open the state store `{}`: {e}", path.display()))
-}
-
 /// The key limits are charged to: the root of the delegation chain (the plain id for an
 /// unauthenticated caller without a chain).
 pub fn key_of(caller: &Caller) -> &str {
     caller.root()
 }
 
-/// The limit checks of one gate invocation.
+/// The limit checks, over the gate's one state store.
 #[derive(Debug)]
-pub struct Controls<'a> {
-    ctx: &'a Context,
-    store: Result<SqliteStateStore, String>,
+pub(crate) struct Controls<'a> {
+    pub(crate) cfg: &'a LimitsConfig,
+    pub(crate) store: Result<&'a dyn StateStore, &'a str>,
 }
 
-impl<'a> Controls<'a> {
-    /// Opens the state store; a failure is kept and fails every decision closed.
-    pub fn open(ctx: &'a Context) -> Controls<'a> {
-        Controls {
-            ctx,
-            store: open_store(ctx).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Applies every limit to `d` and, for a final REQUIRE_APPROVAL, creates the approval
-    /// request. Returns the approval id, if one was created.
-    pub fn apply(&self, d: &mut Decision) -> Option<String> {
-        let store = match &self.store {
+impl Controls<'_> {
+    /// Applies every limit to `d`. Any store failure fails closed: DENY `internal_error`.
+    pub(crate) fn apply(&self, d: &mut Decision) {
+        let store = match self.store {
             Ok(s) => s,
             Err(e) => {
-                deny(d, ReasonCode::InternalError, e.clone());
-                return None;
+                deny(d, ReasonCode::InternalError, e.to_owned());
+                return;
             }
         };
-        match self.apply_limits(store, d) {
-            Ok(()) => {}
-            Err(e) => {
-                deny(
-                    d,
-                    ReasonCode::InternalError,
-                    format!("the state store failed, so nothing is allowed: {e}"),
-                );
-                return None;
-            }
-        }
-        if d.decision != Verdict::RequireApproval {
-            return None;
-        }
-        match crate::approvals::create(self.ctx, store, d) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                deny(
-                    d,
-                    ReasonCode::InternalError,
-                    format!("cannot create the approval request: {e}"),
-                );
-                None
-            }
+        if let Err(e) = self.apply_limits(store, d) {
+            deny(
+                d,
+                ReasonCode::InternalError,
+                format!("the state store failed, so nothing is allowed: {e}"),
+            );
         }
     }
 
     fn apply_limits(
         &self,
-        store: &SqliteStateStore,
+        store: &dyn StateStore,
         d: &mut Decision,
     ) -> Result<(), agentsafe_state::StateError> {
-        let cfg = &self.ctx.config.limits;
+        let cfg = self.cfg;
         let key = key_of(&d.caller).to_owned();
         let now = Timestamp::now();
         let state = store.caller_state(&key, now, cfg.windows())?;
@@ -340,17 +298,18 @@ fn deny(d: &mut Decision, code: ReasonCode, reason: String) {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
 
-    use std::path::Path;
+    fn parse(v: serde_json::Value) -> Result<crate::GateConfig, serde_json::Error> {
+        serde_json::from_value(v)
+    }
 
     #[test]
     fn limits_are_off_by_default_and_risk_has_agent_safe_defaults() {
-        let off = crate::config::parse(Path::new("a.toml"), "").unwrap();
+        let off = parse(serde_json::json!({})).unwrap();
         assert!(off.limits.rate.is_none() && off.limits.breaker.is_none());
         assert!(off.limits.risk.is_none());
-        let on = crate::config::parse(
-            Path::new("a.toml"),
-            "[limits.risk]\n[limits.breaker]\ndenials = 3\n[limits.rate]\nmax = 9\n",
-        )
+        let on = parse(serde_json::json!({
+            "limits": { "risk": {}, "breaker": { "denials": 3 }, "rate": { "max": 9 } }
+        }))
         .unwrap();
         let risk = on.limits.risk.unwrap();
         assert_eq!((risk.escalate_at, risk.deny_at), (30, 75));
@@ -362,15 +321,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        for text in [
-            "[limits]\nrates = 1\n",
-            "[limits.rate]\nmax = 1\nwindwo = \"1m\"\n",
-            "[limits.risk.weights]\nsevere = 3\n",
-            "[approvals]\nexpire = \"1h\"\n",
-            "[[notifications.webhooks]]\nurl = \"http://x\"\nkind = \"teams\"\n",
+        for v in [
+            serde_json::json!({"limits": {"rates": 1}}),
+            serde_json::json!({"limits": {"rate": {"max": 1, "windwo": "1m"}}}),
+            serde_json::json!({"limits": {"risk": {"weights": {"severe": 3}}}}),
+            serde_json::json!({"approvals": {"expire": "1h"}}),
+            serde_json::json!({"notifications": {"webhooks": [{"url": "http://x", "kind": "teams"}]}}),
         ] {
-            let e = crate::config::parse(Path::new("a.toml"), text);
-            assert!(e.is_err(), "{text}");
+            assert!(parse(v.clone()).is_err(), "{v}");
         }
     }
 }

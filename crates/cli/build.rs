@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !root.join("actions").is_dir() || !root.join("inventory.toml").is_file() {
+        // A package built outside the workspace would embed nothing: refuse instead.
+        println!(
+            "cargo::error=the shipped example is not at `{}`: agentsafe-cli builds inside the agentsafe workspace",
+            root.display()
+        );
+        return;
+    }
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for dir in ["actions", "policies", "policies/tests"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());

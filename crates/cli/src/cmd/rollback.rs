@@ -11,7 +11,7 @@ use crate::cmd::decide::{CallerArgs, caller_from, claimed, print_outcome, verdic
 use crate::cmd::run::{print_report, report_code, run_ticket};
 use crate::context::Context;
 use crate::exit;
-use crate::gate::{Gate, Outcome};
+use agentsafe_gate::Outcome;
 
 /// `agentsafe rollback ...`
 #[derive(Debug, clap::Subcommand)]
@@ -83,8 +83,8 @@ pub fn run(cmd: RollbackCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             let executor = a
                 .executor
                 .unwrap_or_else(|| ctx.config.runner.executor.clone());
-            if !agentsafe_runner::executors::is_built_in(&executor) {
-                anyhow::bail!(agentsafe_runner::executors::unavailable(&executor));
+            if !ctx.executors.contains(&executor) {
+                anyhow::bail!(ctx.executors.unavailable(&executor));
             }
             let plan = build_plan(ctx, &a.decision_id)?;
             let outcome = decide(ctx, &plan, &a.who)?;
@@ -99,10 +99,8 @@ pub fn run(cmd: RollbackCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(verdict_code(outcome.decision.decision));
             };
-            let pdp = ctx.load_pdp()?;
             let report = run_ticket(
                 ctx,
-                &pdp,
                 ticket,
                 &executor,
                 &RunKind::Rollback {
@@ -144,11 +142,11 @@ pub fn build_plan(ctx: &Context, decision_id: &str) -> anyhow::Result<RollbackPl
 }
 
 fn decide(ctx: &Context, plan: &RollbackPlan, who: &CallerArgs) -> anyhow::Result<Outcome> {
-    let gate = Gate::open(ctx)?;
+    let gate = ctx.gate()?;
     let claimed = claimed(who, caller_from(who))?;
     let mut request = plan.request();
     request.correlation_id = Some(format!("rollback-of-{}", plan.rolls_back));
-    Ok(gate.decide(&claimed, request))
+    Ok(gate.check(&claimed, request))
 }
 
 /// Prints a plan as text.

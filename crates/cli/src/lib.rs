@@ -1,4 +1,5 @@
-//! The `agentsafe` command-line tool: decisions, validation and policy tests from the terminal.
+//! The `agentsafe` command line: decisions, tickets, runs, approvals and the audit log
+//! from the terminal, over the library's gate and runner.
 
 #![allow(
     clippy::print_stderr,
@@ -22,18 +23,15 @@ macro_rules! out_inline {
     }};
 }
 
-mod approvals;
-mod cmd;
-mod config;
-mod context;
+pub mod cmd;
+pub mod context;
 mod embedded;
-mod gate;
-mod limits;
-mod notify;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use agentsafe_runner::Executors;
 
 use crate::context::{Context, GlobalArgs};
 
@@ -105,7 +103,29 @@ enum Command {
     Caller(cmd::caller::CallerCommand),
 }
 
-fn main() -> ExitCode {
+/// The whole `agentsafe` command line with the built-in executors.
+pub fn main() -> ExitCode {
+    main_with(Executors::built_in())
+}
+
+/// The whole `agentsafe` command line with `executors`: an executor crate's ten-line
+/// binary gives its users every command, with `--executor <theirs>`:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use agentsafe_runner::{Executors, DryRunExecutor};
+///
+/// fn main() -> std::process::ExitCode {
+///     agentsafe_cli::main_with(Executors::built_in().with(
+///         "my-backend",
+///         Arc::new(|env: &agentsafe_runner::ExecutorEnv<'_>| {
+///             // Build your executor from env.config, env.base, env.state_dir.
+///             Ok(Arc::new(DryRunExecutor::new(env.state_dir, Arc::clone(env.registry))) as _)
+///         }),
+///     ))
+/// }
+/// ```
+pub fn main_with(executors: Executors) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -118,8 +138,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let result = run(cli);
-    notify::flush_configured();
+    let result = run(cli, executors);
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -143,24 +162,32 @@ fn error_chain(e: &anyhow::Error) -> String {
     text
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Context::resolve(&cli.global)?;
-    match cli.command {
-        Command::Demo(a) => cmd::demo::demo(a, &ctx),
-        Command::Init(a) => cmd::project::init(a, &ctx),
-        Command::Validate(a) => cmd::project::validate(a, &ctx),
-        Command::ListActions(a) => cmd::project::list_actions(a, &ctx),
-        Command::ShowAction(a) => cmd::project::show_action(a, &ctx),
-        Command::Check(a) => cmd::decide::check(a, &ctx),
-        Command::Plan(a) => cmd::decide::plan(a, &ctx),
-        Command::Test(a) => cmd::project::test(a, &ctx),
-        Command::Run(a) => cmd::run::run(a, &ctx),
-        Command::Rollback(c) => cmd::rollback::run(c, &ctx),
-        Command::Keys(c) => cmd::keys::run(c, &ctx),
-        Command::Token(c) => cmd::token::run(c, &ctx),
-        Command::Ticket(c) => cmd::ticket::run(c, &ctx),
-        Command::Audit(c) => cmd::audit::run(c, &ctx),
-        Command::Approval(c) => cmd::approval::run(c, &ctx),
-        Command::Caller(c) => cmd::caller::run(c, &ctx),
+fn run(cli: Cli, executors: Executors) -> anyhow::Result<ExitCode> {
+    let ctx = Context::resolve(&cli.global, executors)?;
+    let code = dispatch(cli.command, &ctx);
+    if let Some(e) = ctx.shutdown() {
+        eprintln!("warning: the audit log did not close cleanly: {e}");
+    }
+    code
+}
+
+fn dispatch(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(a) => cmd::demo::demo(a, ctx),
+        Command::Init(a) => cmd::project::init(a, ctx),
+        Command::Validate(a) => cmd::project::validate(a, ctx),
+        Command::ListActions(a) => cmd::project::list_actions(a, ctx),
+        Command::ShowAction(a) => cmd::project::show_action(a, ctx),
+        Command::Check(a) => cmd::decide::check(a, ctx),
+        Command::Plan(a) => cmd::decide::plan(a, ctx),
+        Command::Test(a) => cmd::project::test(a, ctx),
+        Command::Run(a) => cmd::run::run(a, ctx),
+        Command::Rollback(c) => cmd::rollback::run(c, ctx),
+        Command::Keys(c) => cmd::keys::run(c, ctx),
+        Command::Token(c) => cmd::token::run(c, ctx),
+        Command::Ticket(c) => cmd::ticket::run(c, ctx),
+        Command::Audit(c) => cmd::audit::run(c, ctx),
+        Command::Approval(c) => cmd::approval::run(c, ctx),
+        Command::Caller(c) => cmd::caller::run(c, ctx),
     }
 }

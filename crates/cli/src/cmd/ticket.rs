@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use agentsafe_core::Timestamp;
-use agentsafe_tickets::ticket::danger;
+use agentsafe_tickets::danger;
 use agentsafe_tickets::{
     KeySet, Nonce, Outcome, SqliteTicketStore, TicketExpectation, TicketRecord, TicketStore,
     TicketVerifier,

@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use agentsafe_core::Timestamp;
-use agentsafe_state::{Pause, StateStore};
+use agentsafe_gate::Gate;
 
 use crate::context::Context;
 use crate::exit;
@@ -46,27 +45,21 @@ pub struct IdArg {
 /// # Errors
 /// When the state store cannot be opened or written.
 pub fn run(cmd: CallerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let store = crate::limits::open_store(ctx)?;
+    let gate = ctx.gate()?;
     let id = match cmd {
         CallerCommand::Pause(a) => {
             let by =
                 a.by.or_else(|| std::env::var("USER").ok())
                     .unwrap_or_else(|| "operator".to_owned());
-            store.pause(
-                &a.id,
-                &Pause {
-                    by,
-                    reason: a.reason,
-                    at: Timestamp::now(),
-                },
-            )?;
+            gate.pause(&a.id, &by, &a.reason)?;
             if !ctx.json() {
                 out!("caller `{}` paused", a.id);
             }
             a.id
         }
         CallerCommand::Resume(a) => {
-            let lifted = store.resume(&a.id)?;
+            let by = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
+            let lifted = gate.resume(&a.id, &by)?;
             if !ctx.json() {
                 out!(
                     "caller `{}` {}",
@@ -78,12 +71,12 @@ pub fn run(cmd: CallerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         CallerCommand::Status(a) => a.id,
     };
-    status(&store, ctx, &id)
+    status(&gate, ctx, &id)
 }
 
-fn status(store: &dyn StateStore, ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
+fn status(gate: &Gate, ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config.limits;
-    let s = store.caller_state(id, Timestamp::now(), cfg.windows())?;
+    let s = gate.caller_state(id)?;
     if ctx.json() {
         let mut v = serde_json::to_value(&s)?;
         if let Some(obj) = v.as_object_mut() {
