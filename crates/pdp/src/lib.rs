@@ -24,6 +24,8 @@
 //! 6. Rules, highest priority first; among matching rules of equal priority the most
 //!    restrictive wins (deny over require_approval over allow), then the smallest id,
 //!    so the order of files and rules never changes a decision. No match: DENY `default_deny`.
+//!    A change ticket id that is empty or only whitespace is no ticket: it satisfies
+//!    neither `require_ticket` nor a `ticket_pattern`, and the decision records none.
 
 mod error;
 mod glob;
@@ -246,7 +248,7 @@ impl Pdp {
             action_risk: None,
             effective_risk: None,
             params: Params::new(),
-            change_ticket: req.change_ticket.clone(),
+            change_ticket: change_ticket(req).map(str::to_owned),
             evaluated_at: now,
             policy_hash: Arc::clone(&self.policy_hash),
             plan_id,
@@ -422,10 +424,18 @@ fn facts<'a>(
         sensitivity,
         caller: &req.caller,
         effective_risk,
-        has_ticket: req.change_ticket.as_deref().is_some_and(|t| !t.is_empty()),
-        change_ticket: req.change_ticket.as_deref().filter(|t| !t.is_empty()),
+        has_ticket: change_ticket(req).is_some(),
+        change_ticket: change_ticket(req),
         now,
     }
+}
+
+/// The request's change ticket id; an empty or whitespace-only id is no ticket, so it
+/// never satisfies `require_ticket` or a `ticket_pattern`.
+fn change_ticket(req: &Request) -> Option<&str> {
+    req.change_ticket
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
 }
 
 /// `d` as decided by `rule`.

@@ -545,6 +545,12 @@ match = { require_ticket = true, effective_risk = ["critical"], targets = { labe
     let d = pdp.decide(&r);
     assert_eq!(d.decision, Verdict::Allow, "{d:?}");
     assert_eq!(d.change_ticket.as_deref(), Some("CHG-1"));
+    for blank in ["", " ", "\t \n"] {
+        r.change_ticket = Some(blank.into());
+        let d = pdp.decide(&r);
+        assert_eq!(d.decision, Verdict::Deny, "{blank:?}: {d:?}");
+        assert_eq!(d.change_ticket, None, "{blank:?}: {d:?}");
+    }
 }
 
 #[test]
