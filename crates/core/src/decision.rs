@@ -100,6 +100,9 @@ reason_codes! {
     ParamTargetMismatch => "param_target_mismatch",
     /// The action cannot run on a target of this type.
     TargetTypeMismatch => "target_type_mismatch",
+    /// The target is not in the inventory and the action binds params to target
+    /// attributes, so there is nothing to bind them to: never allowed, whatever a rule says.
+    UnknownTarget => "unknown_target",
     /// The request itself was malformed (empty action or target, bad ids).
     InvalidRequest => "invalid_request",
     /// The caller's identity token was invalid, expired, not yet valid or wrongly signed,

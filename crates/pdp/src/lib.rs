@@ -13,11 +13,19 @@
 //!    Unknown targets are evaluated with `critical` sensitivity and keep the requested id.
 //! 4. Binding: each param with `target_attr` must equal that attribute of the target
 //!    (DENY `param_target_mismatch`); when omitted it is filled from the target.
+//!    An unknown target has no attributes to bind to, so an action with target-bound
+//!    params is never allowed on one, nor sent for approval: the rules are matched (params
+//!    play no part in matching), a deny rule decides as usual, and anything else (an
+//!    allow or require_approval rule, or no rule) is DENY `unknown_target`. Params are
+//!    not validated then. `Pdp::lint` warns about allow and require_approval rules that
+//!    would match such requests ([`WarningKind::UnknownTargetBinding`]).
 //! 5. Param validation against the action's types and constraints, defaults applied:
 //!    DENY `invalid_params` listing every problem.
 //! 6. Rules, highest priority first; among matching rules of equal priority the most
 //!    restrictive wins (deny over require_approval over allow), then the smallest id,
 //!    so the order of files and rules never changes a decision. No match: DENY `default_deny`.
+//!    A change ticket id that is empty or only whitespace is no ticket: it satisfies
+//!    neither `require_ticket` nor a `ticket_pattern`, and the decision records none.
 
 mod error;
 mod glob;
@@ -240,7 +248,7 @@ impl Pdp {
             action_risk: None,
             effective_risk: None,
             params: Params::new(),
-            change_ticket: req.change_ticket.clone(),
+            change_ticket: change_ticket(req).map(str::to_owned),
             evaluated_at: now,
             policy_hash: Arc::clone(&self.policy_hash),
             plan_id,
@@ -335,6 +343,29 @@ impl Pdp {
                 d.diagnostics = mismatches;
                 return deny(d, ReasonCode::ParamTargetMismatch, reason);
             }
+        } else if let Some(bound) = bound_param_names(action) {
+            // An unknown target has no attributes: bound params would name whatever the
+            // caller chose, so only a deny rule may decide here.
+            d.params = params;
+            let facts = facts(req, None, d.target.sensitivity, eff, now);
+            let rule = self.first_match(idx, &req.caller.id, &facts);
+            if let Some(rule) = rule.filter(|r| r.verdict == Verdict::Deny) {
+                return decided(d, rule);
+            }
+            let why = match rule {
+                Some(r) => format!(
+                    "although rule `{}` would decide `{}`",
+                    r.id,
+                    r.verdict.as_str()
+                ),
+                None => String::from("(no rule matched)"),
+            };
+            let reason = format!(
+                "target `{}` is not in the inventory, so params {bound} of action `{}` have no target attributes to be bound to; denied {why}",
+                req.target,
+                action.name()
+            );
+            return deny(d, ReasonCode::UnknownTarget, reason);
         }
         // Values bound from a known target were checked against their params once, in
         // `Pdp::new`; every other param is checked here.
@@ -350,29 +381,14 @@ impl Pdp {
             }
         }
 
-        let facts = Facts {
-            target_id: &req.target,
-            target,
-            sensitivity: d.target.sensitivity,
-            caller: &req.caller,
-            effective_risk: eff,
-            has_ticket: req.change_ticket.as_deref().is_some_and(|t| !t.is_empty()),
-            change_ticket: req.change_ticket.as_deref().filter(|t| !t.is_empty()),
-            now,
-        };
+        let facts = facts(req, target, d.target.sensitivity, eff, now);
         match self.first_match(idx, &req.caller.id, &facts) {
-            Some(rule) => {
-                d.decision = rule.verdict;
-                d.reason_code = ReasonCode::RuleMatched;
-                d.reason = rule.reason.to_string();
-                d.rule_id = Some(Arc::clone(&rule.id));
-                d.approval = rule.approval.clone();
-            }
+            Some(rule) => decided(d, rule),
             None => {
                 d.reason = String::from("no policy rule matched; everything not allowed is denied");
+                d
             }
         }
-        d
     }
 
     /// Walks the caller-specific and the generic rules of the action in evaluation order.
@@ -392,6 +408,56 @@ impl Pdp {
             }
         }
     }
+}
+
+/// What rules are matched against for `req`.
+fn facts<'a>(
+    req: &'a Request,
+    target: Option<&'a Target>,
+    sensitivity: Sensitivity,
+    effective_risk: agentsafe_core::Risk,
+    now: Timestamp,
+) -> Facts<'a> {
+    Facts {
+        target_id: &req.target,
+        target,
+        sensitivity,
+        caller: &req.caller,
+        effective_risk,
+        has_ticket: change_ticket(req).is_some(),
+        change_ticket: change_ticket(req),
+        now,
+    }
+}
+
+/// The request's change ticket id; an empty or whitespace-only id is no ticket, so it
+/// never satisfies `require_ticket` or a `ticket_pattern`.
+fn change_ticket(req: &Request) -> Option<&str> {
+    req.change_ticket
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// `d` as decided by `rule`.
+fn decided(mut d: Decision, rule: &Rule) -> Decision {
+    d.decision = rule.verdict;
+    d.reason_code = ReasonCode::RuleMatched;
+    d.reason = rule.reason.to_string();
+    d.rule_id = Some(Arc::clone(&rule.id));
+    d.approval = rule.approval.clone();
+    d
+}
+
+/// The params of `action` bound to target attributes, as a list for messages
+/// (`` `namespace`, `name` ``), or `None` when it binds none.
+fn bound_param_names(action: &ActionDef) -> Option<String> {
+    let names: Vec<String> = action
+        .params()
+        .iter()
+        .filter(|p| p.target_attr().is_some())
+        .map(|p| format!("`{}`", p.name()))
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// Whether `target` can be bound for `action`: its type is one the action acts on, and

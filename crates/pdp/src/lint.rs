@@ -1,7 +1,11 @@
 //! Static checks behind `agentsafe validate`: rules that can never fire, rules that
-//! match no action in the registry and rules that match no target in the inventory.
+//! match no action in the registry, rules that match no target in the inventory and
+//! allow or require_approval rules that match unknown targets for actions with
+//! target-bound params (which the decision point denies `unknown_target`).
 
 use std::fmt;
+
+use agentsafe_core::{Sensitivity, Verdict, effective_risk};
 
 use crate::Pdp;
 use crate::glob::Glob;
@@ -17,6 +21,9 @@ pub enum WarningKind {
     NoAction,
     /// No target in the inventory satisfies the rule's target conditions.
     NoTarget,
+    /// An allow or require_approval rule matches unknown targets for actions whose params
+    /// are bound to target attributes: there the decision point denies `unknown_target`.
+    UnknownTargetBinding,
 }
 
 /// A rule that is probably not doing what its author meant.
@@ -102,7 +109,9 @@ fn covers(h: &Conditions, r: &Conditions) -> bool {
 }
 
 impl Pdp {
-    /// Finds rules that never fire, match no registry action, or match no inventory target.
+    /// Finds rules that never fire, match no registry action, match no inventory target,
+    /// or would allow (or send for approval) actions with target-bound params on unknown
+    /// targets.
     pub fn lint(&self) -> Vec<Warning> {
         let actions: Vec<&str> = self.registry().actions().map(|a| a.name()).collect();
         let rules = self.policies().rules();
@@ -147,6 +156,20 @@ impl Pdp {
             let shadow = rules.iter().zip(&action_sets).take(j).find(|(h, hs)| {
                 mine.iter().zip(hs.iter()).all(|(m, hm)| !m || *hm) && covers(&h.m, &rule.m)
             });
+            if shadow.is_none() {
+                let unbound = self.unknown_target_bindings(rules, j, rule);
+                if !unbound.is_empty() {
+                    out.push(warn(
+                        rule,
+                        WarningKind::UnknownTargetBinding,
+                        format!(
+                            "matches unknown targets for actions whose params are bound to target attributes ({}): there it is denied `unknown_target`, never `{}`",
+                            name_list(&unbound),
+                            rule.decision().as_str()
+                        ),
+                    ));
+                }
+            }
             if let Some((h, _)) = shadow {
                 out.push(warn(
                     rule,
@@ -164,4 +187,69 @@ impl Pdp {
         }
         out
     }
+    /// The actions with target-bound params on which `rule` (the `j`-th, an allow or
+    /// require_approval rule) would decide for an unknown target, had the decision point
+    /// not denied `unknown_target` there; actions for which an earlier deny rule already
+    /// decides every such request are left out.
+    fn unknown_target_bindings<'a>(
+        &'a self,
+        rules: &[Rule],
+        j: usize,
+        rule: &Rule,
+    ) -> Vec<&'a str> {
+        let m = &rule.m;
+        let could_be_unknown = rule.decision() != Verdict::Deny
+            && m.known != Some(true)
+            && m.environments.is_none()
+            && m.types.is_none()
+            && m.labels.is_none()
+            && m.sensitivities
+                .as_ref()
+                .is_none_or(|s| s.contains(&Sensitivity::Critical))
+            && m.target_ids.as_ref().is_none_or(|ids| {
+                ids.iter().any(|g| {
+                    g.exact()
+                        .is_none_or(|id| self.inventory().get(id).is_none())
+                })
+            });
+        if !could_be_unknown {
+            return Vec::new();
+        }
+        // The requests of `rule` that reach an unknown target: always critical.
+        let mut unknown = m.clone();
+        unknown.known = Some(false);
+        unknown.sensitivities = Some(vec![Sensitivity::Critical]);
+        let unknown = unknown.seal();
+        self.registry()
+            .actions()
+            .filter(|a| {
+                rule.matches_action(a.name())
+                    && a.params().iter().any(|p| p.target_attr().is_some())
+                    && m.risks.as_ref().is_none_or(|r| {
+                        r.contains(&effective_risk(a.risk(), Sensitivity::Critical))
+                    })
+                    && !rules.iter().take(j).any(|h| {
+                        h.decision() == Verdict::Deny
+                            && h.matches_action(a.name())
+                            && covers(&h.m, &unknown)
+                    })
+            })
+            .map(|a| a.name())
+            .collect()
+    }
+}
+
+/// `` `a`, `b`, `c` `` for a few names, `` `a`, ... `e` and 7 more `` for many.
+fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
 }

@@ -323,6 +323,120 @@ match = { actions = ["scale-deployment"], targets = { sensitivities = ["public",
 }
 
 #[test]
+fn target_bound_params_are_never_allowed_on_an_unknown_target() {
+    let policies = r#"
+[[rules]]
+id = "allow-all"
+priority = 1
+decision = "allow"
+reason = "ok"
+match = {}
+
+[[rules]]
+id = "approve-drain"
+priority = 5
+decision = "require_approval"
+reason = "ask"
+match = { actions = ["drain-node"] }
+"#;
+    let pdp = pdp(policies);
+    // Params naming any namespace, or none at all: nothing to bind them to.
+    for params in [
+        serde_json::json!({"replicas": 1, "namespace": "kube-system", "name": "coredns"}),
+        serde_json::json!({"replicas": 1}),
+    ] {
+        let d = pdp.decide(&req("scale-deployment", "prod/unlisted", params));
+        assert_eq!(d.decision, Verdict::Deny, "{d:?}");
+        assert_eq!(d.reason_code, ReasonCode::UnknownTarget, "{d:?}");
+        assert_eq!(d.rule_id, None, "{d:?}");
+        assert!(d.reason.contains("`prod/unlisted`"), "{}", d.reason);
+        assert!(d.reason.contains("rule `allow-all`"), "{}", d.reason);
+    }
+    let d = pdp.decide(&req(
+        "drain-node",
+        "node-9",
+        serde_json::json!({"node": "node-9"}),
+    ));
+    assert_eq!(
+        (d.decision, d.reason_code, d.approval.is_none()),
+        (Verdict::Deny, ReasonCode::UnknownTarget, true),
+        "{d:?}"
+    );
+    // Known targets are bound and decided by the rules as before.
+    let d = pdp.decide(&req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    ));
+    assert_eq!(d.decision, Verdict::Allow, "{d:?}");
+}
+
+#[test]
+fn lint_warns_about_rules_allowing_bound_actions_on_unknown_targets() {
+    let p = r#"
+[[rules]]
+id = "allow-unknown"
+priority = 5
+decision = "allow"
+reason = "x"
+match = { actions = ["scale-deployment"], targets = { known = false } }
+
+[[rules]]
+id = "approve-anything"
+priority = 4
+decision = "require_approval"
+reason = "x"
+match = { actions = ["drain-node"] }
+
+[[rules]]
+id = "known-only"
+priority = 3
+decision = "allow"
+reason = "x"
+match = { targets = { known = true } }
+
+[[rules]]
+id = "prod-only"
+priority = 3
+decision = "allow"
+reason = "x"
+match = { targets = { environments = ["prod"] } }
+
+[[rules]]
+id = "deny-unknown"
+priority = 2
+decision = "deny"
+reason = "x"
+match = { targets = { known = false } }
+"#;
+    let w = pdp(p).lint();
+    let hits: Vec<&str> = w
+        .iter()
+        .filter(|w| w.kind == WarningKind::UnknownTargetBinding)
+        .map(|w| w.rule_id.as_str())
+        .collect();
+    assert_eq!(hits, ["allow-unknown", "approve-anything"], "{w:?}");
+    let first = w
+        .iter()
+        .find(|w| w.kind == WarningKind::UnknownTargetBinding)
+        .map(|w| w.message.clone())
+        .unwrap_or_default();
+    assert!(first.contains("`scale-deployment`"), "{first}");
+    assert!(first.contains("unknown_target"), "{first}");
+
+    // A deny rule for unknown targets evaluated first already decides there: no warning.
+    let guarded = format!(
+        "[[rules]]\nid = \"guard\"\npriority = 100\ndecision = \"deny\"\nreason = \"x\"\nmatch = {{ targets = {{ known = false }} }}\n{p}"
+    );
+    let w = pdp(&guarded).lint();
+    assert!(
+        !w.iter()
+            .any(|w| w.kind == WarningKind::UnknownTargetBinding),
+        "{w:?}"
+    );
+}
+
+#[test]
 fn most_restrictive_wins_at_equal_priority_whatever_the_order() {
     let a = r#"
 [[rules]]
@@ -431,6 +545,12 @@ match = { require_ticket = true, effective_risk = ["critical"], targets = { labe
     let d = pdp.decide(&r);
     assert_eq!(d.decision, Verdict::Allow, "{d:?}");
     assert_eq!(d.change_ticket.as_deref(), Some("CHG-1"));
+    for blank in ["", " ", "\t \n"] {
+        r.change_ticket = Some(blank.into());
+        let d = pdp.decide(&r);
+        assert_eq!(d.decision, Verdict::Deny, "{blank:?}: {d:?}");
+        assert_eq!(d.change_ticket, None, "{blank:?}: {d:?}");
+    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! * [`SqliteStateStore`]: the embedded default, one SQLite file (`<state_dir>/state.db`)
 //!   in WAL mode shared by every process. Each operation is one `BEGIN IMMEDIATE`
 //!   transaction, so check-and-charge is atomic across processes: eight processes charging
-//!   one rate limit never exceed it in total.
+//!   one rate limit never exceed it in total. The file, its `-wal` and `-shm` files and the
+//!   folders the store creates are private to their owner (0600, 0700).
 //! * [`MemoryStateStore`]: the same semantics in memory, for unit tests.
 //!
 //! Keys are chosen by the caller of the store (the runner keys limits by the root of the
@@ -14,6 +15,7 @@
 mod approval;
 mod error;
 mod memory;
+mod private;
 mod sqlite;
 #[cfg(test)]
 mod suite;

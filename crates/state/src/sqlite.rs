@@ -57,6 +57,11 @@ fn json_err(e: serde_json::Error) -> StateError {
 impl SqliteStateStore {
     /// Opens (creating if needed) the store at `path` with a 10 s busy timeout.
     ///
+    /// # Security
+    /// The file and its `-wal` and `-shm` files are readable by their owner only (0600),
+    /// and so are the folders the store creates (0700); an existing file that others may
+    /// read is tightened to 0600 (on Unix).
+    ///
     /// # Errors
     /// When the folder or file cannot be created, WAL cannot be enabled, or the file holds a
     /// newer schema.
@@ -69,12 +74,7 @@ impl SqliteStateStore {
     /// # Errors
     /// As [`SqliteStateStore::open`].
     pub fn open_with(path: &Path, busy_timeout: Duration) -> Result<Self, StateError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
+        crate::private::prepare(path).map_err(|(path, source)| StateError::Io { path, source })?;
         let conn = Connection::open(path).map_err(db("opening the database"))?;
         conn.busy_timeout(busy_timeout)
             .map_err(db("setting the busy timeout"))?;

@@ -275,10 +275,11 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The database folder could not be created.
-    #[error("cannot create ticket store folder `{path}`: {source}")]
+    /// The database folder or file could not be created or made private, or the writer
+    /// thread could not be started.
+    #[error("ticket store `{path}`: {source}")]
     Io {
-        /// The folder.
+        /// The folder or file.
         path: PathBuf,
         /// The underlying I/O error.
         #[source]

@@ -19,6 +19,10 @@
 //! expired more than the retention ago ([`StoreError::TooOld`]), so the invariant holds even
 //! for a [`VerifiedTicket`] kept in memory past its expiry. PENDING rows are never pruned:
 //! they wait for reconciliation.
+//!
+//! [`SqliteTicketStore`] keeps its file, its `-wal` and `-shm` files and the folders it
+//! creates private to their owner (0600, 0700), and tightens an existing file that others
+//! may read.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,6 +36,7 @@ use crate::error::StoreError;
 use crate::ticket::{Nonce, SignedTicket, VerifiedTicket};
 
 mod memory;
+mod private;
 mod sqlite;
 
 pub use memory::MemoryTicketStore;

@@ -156,16 +156,16 @@ impl SqliteTicketStore {
     /// to WAL, sets `synchronous=FULL` and the busy timeout, creates the schema, and starts
     /// the writer thread.
     ///
+    /// # Security
+    /// The file and its `-wal` and `-shm` files are readable by their owner only (0600),
+    /// and so are the folders the store creates (0700); an existing file that others may
+    /// read is tightened to 0600 (on Unix).
+    ///
     /// # Errors
-    /// When the folder cannot be created, the file cannot be opened or set to WAL, or it
+    /// When the folder or file cannot be created or its mode tightened, the file cannot be opened or set to WAL, or it
     /// holds a newer schema.
     pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
+        super::private::prepare(path).map_err(|(path, source)| StoreError::Io { path, source })?;
         let db = |op| move |source| StoreError::Database { op, source };
         let conn = Connection::open(path).map_err(db("opening the database"))?;
         conn.busy_timeout(options.busy_timeout)

@@ -417,3 +417,76 @@ fn sqlite_lock_held_past_the_busy_timeout_fails_safe() {
     assert!(store.get(t.nonce()).unwrap().is_none());
     assert!(matches!(store.begin(&t).unwrap(), Redemption::Execute(_)));
 }
+
+/// The permission bits of `path`, in octal.
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    format!(
+        "{:03o}",
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    )
+}
+
+/// `agentsafe.db` and its `-wal` and `-shm` files.
+#[cfg(unix)]
+fn db_files(path: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let side = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    [path.to_owned(), side("-wal"), side("-shm")]
+}
+
+/// Redeems ticket `i` through `store`: a write.
+#[cfg(unix)]
+fn redeem(store: &SqliteTicketStore, i: u64) {
+    let (_, t) = ticket(i);
+    let Redemption::Execute(g) = store.begin(&t).unwrap() else {
+        panic!("expected Execute");
+    };
+    g.commit(Outcome::Succeeded, json!({})).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn sqlite_store_files_are_readable_by_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("state");
+    let path = folder.join("agentsafe.db");
+    let store = SqliteTicketStore::open(&path).unwrap();
+    redeem(&store, 60);
+    assert_eq!(mode(&folder), "700", "the folder the store created");
+    for file in db_files(&path) {
+        assert!(file.exists(), "{} after a write", file.display());
+        assert_eq!(mode(&file), "600", "{}", file.display());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sqlite_open_tightens_store_files_others_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("shared");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = folder.join("agentsafe.db");
+    // Another connection keeps the -wal and -shm files in place while the store opens.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    for file in db_files(&path) {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let store = SqliteTicketStore::open(&path).unwrap();
+    redeem(&store, 61);
+    for file in db_files(&path) {
+        assert_eq!(mode(&file), "600", "{}", file.display());
+    }
+    // A folder the store did not create is the operator's: it keeps its mode.
+    assert_eq!(mode(&folder), "755");
+    drop(other);
+}
