@@ -189,6 +189,10 @@ fn cedar_entities() -> String {
 fn main() -> anyhow::Result<()> {
     let root = root();
     println!("agentsafe benchmarks (release build, one thread unless stated)\n");
+    if std::env::args().any(|a| a == "--gate-only") {
+        gate_throughput(&root)?;
+        return check_process(&root);
+    }
 
     // --- shipped config ------------------------------------------------------
     let started = Instant::now();
@@ -355,6 +359,9 @@ fn main() -> anyhow::Result<()> {
     // --- tickets and audit ---------------------------------------------------------
     tickets_and_audit()?;
 
+    // --- the gate in process ------------------------------------------------------
+    gate_throughput(&root)?;
+
     // --- whole process ---------------------------------------------------------
     check_process(&root)?;
     Ok(())
@@ -516,5 +523,91 @@ fn check_process(root: &Path) -> anyhow::Result<()> {
         times.get(25).copied().unwrap_or_default().as_secs_f64() * 1000.0,
         times.get(45).copied().unwrap_or_default().as_secs_f64() * 1000.0
     );
+    Ok(())
+}
+
+/// The gate shared by `threads` callers, each with its own identity token: every call
+/// verifies the token, decides, reads the caller's standing in SQLite, signs a ticket and
+/// appends the decision to the audit log (fdatasync with group commit, or `sync = "none"`).
+fn gate_throughput(root: &Path) -> anyhow::Result<()> {
+    use agentsafe_gate::{Claimed, Gate, GatePaths, GateSettings};
+    use agentsafe_tickets::keys::{self, KeyPurpose};
+    use agentsafe_tickets::{HumanDuration, IdentityIssuer, IdentityRequest, Signer};
+    for sync in ["group", "none"] {
+        for threads in [1usize, 16, 128] {
+            let dir = tempfile::tempdir()?;
+            let key_dir = dir.path().join("keys");
+            keys::generate_key_files(&key_dir, &KeyPurpose::ALL, false)?;
+            let mut settings = GateSettings::new(GatePaths {
+                actions: root.join("actions"),
+                policies: root.join("policies"),
+                inventory: root.join("inventory.toml"),
+                state_dir: dir.path().join("state"),
+                key_dir: key_dir.clone(),
+                base: root.to_owned(),
+            });
+            settings.config.audit = serde_json::from_value(serde_json::json!({ "sync": sync }))?;
+            let gate = std::sync::Arc::new(Gate::open(settings)?);
+            let issuer = IdentityIssuer::new(
+                Signer::load(&KeyPurpose::Identity.private_key_path(&key_dir))?,
+                &Default::default(),
+            )?;
+            let tokens: Vec<String> = (0..threads)
+                .map(|i| {
+                    let who = IdentityRequest {
+                        agent: format!("agent-{i}"),
+                        roles: vec!["developer".into()],
+                        groups: Vec::new(),
+                    };
+                    issuer
+                        .issue(&who, HumanDuration::from_secs(3600), agentsafe_core::Timestamp::now())
+                        .map(|t| t.token)
+                })
+                .collect::<Result<_, _>>()?;
+            let req = request("scale-deployment", "staging/api-server", "", "");
+            // Warm up: config_loaded, the log and the store are open.
+            let warm = gate.check(&Claimed::token(tokens[0].clone()), req.clone());
+            anyhow::ensure!(warm.ticket.is_some(), "not allowed: {}", warm.decision.reason);
+            let per = (20_000 / threads).max(200);
+            let t = Instant::now();
+            let mut lat: Vec<Duration> = std::thread::scope(|scope| {
+                let hs: Vec<_> = tokens
+                    .iter()
+                    .map(|tok| {
+                        let gate = &gate;
+                        let req = &req;
+                        scope.spawn(move || {
+                            let claimed = Claimed::token(tok.clone());
+                            let mut v = Vec::with_capacity(per);
+                            for _ in 0..per {
+                                let s = Instant::now();
+                                let o = gate.check(&claimed, req.clone());
+                                v.push(s.elapsed());
+                                black_box(o);
+                            }
+                            v
+                        })
+                    })
+                    .collect();
+                hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            });
+            let secs = t.elapsed().as_secs_f64();
+            lat.sort();
+            let pct = |p: f64| {
+                lat.get(((lat.len() as f64) * p) as usize)
+                    .copied()
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    * 1e6
+            };
+            println!(
+                "gate: check with token, ticket and audit (sync = {sync:5}), {threads:>3} callers: {:>8.0} decisions/s, p50 {:>7.1} µs, p99 {:>8.1} µs",
+                lat.len() as f64 / secs,
+                pct(0.50),
+                pct(0.99)
+            );
+            gate.shutdown()?;
+        }
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! share its group commit), the state store and a notifier. Every method takes `&self`:
 //! wrap the gate in an [`Arc`] and call it from as many threads as you like.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -101,7 +102,15 @@ pub(crate) struct Loaded {
     issuer: Result<TicketIssuer, String>,
     pub(crate) generation: u64,
     recorded: AtomicBool,
+    /// Identity tokens this configuration verified, with the caller and expiry: a token is
+    /// verified once (an Ed25519 verification is most of a decision's cost), then looked up
+    /// until it expires. Bounded; cleared when full. A reload starts a new cache, so a key
+    /// removed from the trusted set stops its tokens at once.
+    verified: RwLock<HashMap<String, (Caller, Timestamp)>>,
 }
+
+/// How many verified tokens a configuration remembers.
+const VERIFIED_TOKENS: usize = 16_384;
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,6 +147,9 @@ impl Loaded {
         cfg: &agentsafe_tickets::IdentityConfig,
         claimed: &Claimed,
     ) -> Result<Caller, (ReasonCode, String)> {
+        if let (Some(token), Ok(verifier)) = (&claimed.token, &self.identity) {
+            return self.verified_caller(verifier, token, claimed.plain.as_ref());
+        }
         let empty;
         let verifier = match (&claimed.token, &self.identity) {
             (_, Ok(v)) => v,
@@ -158,6 +170,49 @@ impl Loaded {
             Timestamp::now(),
         )
         .map_err(|e| (e.reason_code(), format!("identity refused: {e}")))
+    }
+}
+
+impl Loaded {
+    fn verified_caller(
+        &self,
+        verifier: &IdentityVerifier,
+        token: &str,
+        plain: Option<&Caller>,
+    ) -> Result<Caller, (ReasonCode, String)> {
+        let now = Timestamp::now();
+        let hit = self
+            .verified
+            .read()
+            .ok()
+            .and_then(|m| m.get(token).filter(|(_, exp)| now < *exp).map(|(c, _)| c.clone()));
+        let caller = match hit {
+            Some(c) => c,
+            None => {
+                let identity = verifier
+                    .verify(token, now)
+                    .map_err(|e| (e.reason_code(), format!("identity refused: {e}")))?;
+                let caller = identity.caller();
+                if let Ok(mut m) = self.verified.write() {
+                    if m.len() >= VERIFIED_TOKENS {
+                        m.clear();
+                    }
+                    m.insert(token.to_owned(), (caller.clone(), identity.expires_at()));
+                }
+                caller
+            }
+        };
+        if let Some(p) = plain
+            && !p.id.is_empty()
+            && p.id != caller.id
+        {
+            let e = agentsafe_tickets::IdentityError::CallerMismatch {
+                given: p.id.clone(),
+                subject: caller.id.clone(),
+            };
+            return Err((e.reason_code(), format!("identity refused: {e}")));
+        }
+        Ok(caller)
     }
 }
 
@@ -254,6 +309,7 @@ impl Gate {
             issuer,
             generation,
             recorded: AtomicBool::new(false),
+            verified: RwLock::new(HashMap::new()),
         })
     }
 
@@ -644,7 +700,8 @@ impl Gate {
     pub fn may_act(&self, caller: &Caller) -> Result<(), (ReasonCode, String)> {
         let key = key_of(caller);
         let state = self
-            .caller_state(key)
+            .state_store()
+            .and_then(|s| Ok(s.standing(key, Timestamp::now())?))
             .map_err(|e| (ReasonCode::InternalError, e.to_string()))?;
         if let Some(p) = state.paused {
             return Err((

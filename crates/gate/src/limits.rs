@@ -197,7 +197,7 @@ impl Controls<'_> {
         let cfg = self.cfg;
         let key = key_of(&d.caller).to_owned();
         let now = Timestamp::now();
-        let state = store.caller_state(&key, now, cfg.windows())?;
+        let state = store.standing(&key, now)?;
         if let Some(p) = &state.paused {
             deny(
                 d,

@@ -68,6 +68,15 @@ pub struct CallerState {
     pub risk_score: u32,
 }
 
+/// An operator's pause and the breaker of one key: what admission checks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Standing {
+    /// The operator's pause, when paused.
+    pub paused: Option<Pause>,
+    /// Until when the breaker is open, when it is open now.
+    pub open_until: Option<Timestamp>,
+}
+
 /// The windows [`StateStore::caller_state`] counts over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
@@ -141,6 +150,24 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
         windows: Windows,
     ) -> Result<CallerState, StateError>;
+
+    /// Whether `key` is paused, and until when its breaker is open (when it is open at
+    /// `now`): the part of [`StateStore::caller_state`] every decision reads, without the
+    /// window counts. Backends answer it from a plain read.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn standing(&self, key: &str, now: Timestamp) -> Result<Standing, StateError> {
+        let windows = Windows {
+            rate: Duration::ZERO,
+            breaker: Duration::ZERO,
+            risk: Duration::ZERO,
+        };
+        self.caller_state(key, now, windows).map(|s| Standing {
+            paused: s.paused,
+            open_until: s.open_until,
+        })
+    }
 
     /// Pauses `key` until [`StateStore::resume`].
     ///

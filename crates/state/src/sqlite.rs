@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::{
     ApprovalRecord, CallerState, Pause, RateCharge, StateError, StateStore, Windows, from_ms, ms,
     window_ms,
+    Standing,
 };
 
 const SCHEMA_VERSION: i64 = 1;
@@ -301,6 +302,28 @@ impl StateStore for SqliteStateStore {
                 denials: count(tx, "denial_events", key, since(windows.breaker))?,
                 risk_score: risk_sum(tx, key, since(windows.risk))?,
             })
+        })
+    }
+
+    fn standing(&self, key: &str, now: Timestamp) -> Result<Standing, StateError> {
+        // One SELECT is its own read transaction: no write lock, no commit to sync.
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| StateError::Corrupt("lock poisoned".into()))?;
+        let mut stmt = conn
+            .prepare_cached("SELECT pause, open_until_ms FROM callers WHERE key = ?1")
+            .map_err(db("reading a caller's standing"))?;
+        let row: Option<(Option<String>, Option<i64>)> = stmt
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db("reading a caller's standing"))?;
+        let (pause, open) = row.unwrap_or((None, None));
+        Ok(Standing {
+            paused: pause
+                .map(|p| serde_json::from_str::<Pause>(&p).map_err(json_err))
+                .transpose()?,
+            open_until: open.filter(|u| *u > ms(now)).map(from_ms),
         })
     }
 
