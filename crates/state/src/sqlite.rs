@@ -418,3 +418,6 @@ impl StateStore for SqliteStateStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
