@@ -86,7 +86,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agentsafe-gate",
         ],
     ),
-    ("agentsafe-testkit", &["agentsafe-core"]),
+    (
+        "agentsafe-testkit",
+        &["agentsafe-core", "agentsafe-registry"],
+    ),
     ("agentsafe-executor-k8s", &["agentsafe-core"]),
     ("agentsafe-executor-aws", &["agentsafe-core"]),
     (

@@ -7,18 +7,19 @@
 //!   one rate limit never exceed it in total. The file, its `-wal` and `-shm` files and the
 //!   folders the store creates are private to their owner (0600, 0700).
 //! * [`MemoryStateStore`]: the same semantics in memory, for unit tests.
+//! * [`conformance`]: the suite that holds every backend to the [`StateStore`] invariants;
+//!   a new backend (PostgreSQL) runs it from its own tests.
 //!
 //! Keys are chosen by the caller of the store (the runner keys limits by the root of the
 //! caller's delegation chain); the store only keeps them apart. Sliding windows are stored
 //! as event timestamps in milliseconds and pruned as they age out of the window.
 
 mod approval;
+pub mod conformance;
 mod error;
 mod memory;
 mod private;
 mod sqlite;
-#[cfg(test)]
-mod suite;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,15 +91,16 @@ pub struct Windows {
 
 /// Shared state, atomic across every process using the same backend.
 ///
-/// Invariants every implementation keeps (checked against every backend by one test suite):
+/// Invariants every implementation keeps, checked by [`conformance`], the suite every
+/// backend runs (a new backend calls [`conformance::run_all`] from its tests):
 /// * `rate_charge` counts and charges in one atomic step: the number of allowed charges in
 ///   any window never exceeds `limit`, whatever the number of concurrent callers.
 /// * `risk_charge` charges only when the new score stays below `deny_at`.
 /// * `record_denial` opens the breaker when `threshold` denials fall in the window; it stays
 ///   open until the cooldown ends or an operator resumes the key.
 /// * `update_approval` reads, changes and writes one approval in one atomic step, so two
-///   approvers racing each other see each other's votes, and a ticket stored with the
-///   request is never replaced.
+///   approvers racing each other see each other's votes, and a claim sees the ticket
+///   nonce a racing claim recorded.
 pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Charges one request to `key` if fewer than `limit` were charged in the window ending at `now`.
     ///

@@ -441,3 +441,6 @@ impl StateStore for SqliteStateStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

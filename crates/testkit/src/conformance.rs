@@ -10,6 +10,8 @@
 //! * one `execute` succeeds;
 //! * the credentials' secret never appears in the executor's `Debug` output, in an error
 //!   message or in an execution report.
+//!
+//! [`crate::definition`] adds the checks that start from an action definition.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -8,7 +8,8 @@
 //! * tickets: execution tickets (compact JWS, `typ` `agentsafe-ticket+jwt`) issued for
 //!   ALLOW decisions and verified into a [`VerifiedTicket`].
 //! * [`store`]: the ISSUED → PENDING → COMMITTED state machine that makes each ticket
-//!   execute at most once, in memory or in a SQLite file shared by several processes.
+//!   execute at most once, in memory or in a SQLite file shared by several processes, and
+//!   [`store::conformance`], the suite every store (and a new backend) must pass.
 //!
 //! Tokens are RFC 8785 canonical JSON in compact JWS form, base64url without padding, so
 //! any JWT library with EdDSA support can verify them and known-answer tests pin their bytes.

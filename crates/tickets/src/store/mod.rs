@@ -20,6 +20,9 @@
 //! for a [`VerifiedTicket`] kept in memory past its expiry. PENDING rows are never pruned:
 //! they wait for reconciliation.
 //!
+//! Every store is held to these invariants by [`conformance`], the suite a new backend
+//! (PostgreSQL) runs from its own tests too.
+//!
 //! [`SqliteTicketStore`] keeps its file, its `-wal` and `-shm` files and the folders it
 //! creates private to their owner (0600, 0700), and tightens an existing file that others
 //! may read.
@@ -35,6 +38,7 @@ use crate::duration::HumanDuration;
 use crate::error::StoreError;
 use crate::ticket::{Nonce, SignedTicket, VerifiedTicket};
 
+pub mod conformance;
 mod memory;
 mod private;
 mod sqlite;
@@ -298,6 +302,7 @@ impl TicketFacts {
 /// Keeps ticket states so every ticket executes at most once. Dyn-compatible.
 ///
 /// # Contract
+/// Checked for every backend by [`conformance::run_all`].
 /// * [`begin`](TicketStore::begin) returns [`Redemption::Execute`] at most once per nonce,
 ///   over the store's whole life and, for a shared store, across every process using it. A
 ///   nonce the store has never seen is inserted directly as PENDING (the signature proves
