@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use agentsafe_audit::{AuditError, AuditEvent, AuditLog, EventType, FailureMode, LoadedFile};
+use agentsafe_audit::{AuditError, AuditEvent, AuditLog, EventType, FailureMode};
 use agentsafe_core::{Caller, Decision, ReasonCode, Request, Timestamp, Verdict};
 use agentsafe_pdp::Pdp;
 use agentsafe_state::{CallerState, Pause, SqliteStateStore, StateStore};
@@ -97,7 +97,7 @@ impl Claimed {
 /// One configuration as the gate decides with it: the PDP and the keys loaded with it.
 pub(crate) struct Loaded {
     pub(crate) pdp: Arc<Pdp>,
-    pub(crate) files: Vec<LoadedFile>,
+    pub(crate) files: crate::snapshot::Sources,
     identity: Result<IdentityVerifier, String>,
     issuer: Result<TicketIssuer, String>,
     pub(crate) generation: u64,
@@ -593,7 +593,7 @@ impl Gate {
         let hash = loaded.pdp.policy_hash();
         let seen = std::fs::read_to_string(&marker).unwrap_or_default();
         if seen.trim() != hash {
-            log.append(AuditEvent::config_loaded(hash, &loaded.files))?;
+            log.append(AuditEvent::config_loaded(hash, &loaded.files.loaded_files()))?;
             // Failing to write the marker only means the event is recorded again next time.
             let _ = std::fs::write(&marker, hash);
         }
@@ -628,7 +628,7 @@ impl Gate {
         let log = self.audit_log()?;
         let hash = loaded.pdp.policy_hash().to_owned();
         let seq = log
-            .append(AuditEvent::config_loaded(&hash, &loaded.files))?
+            .append(AuditEvent::config_loaded(&hash, &loaded.files.loaded_files()))?
             .seq;
         let _ = std::fs::write(self.settings.paths.state_dir.join("policy-hash"), &hash);
         loaded.recorded.store(true, Ordering::Release);

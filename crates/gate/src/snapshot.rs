@@ -10,11 +10,26 @@ use agentsafe_registry::Registry;
 use crate::GateError;
 use crate::settings::GatePaths;
 
-/// A loaded configuration: the PDP and the files it came from, with their SHA-256.
+/// A loaded configuration: the PDP and the bytes of the files it came from.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) pdp: Pdp,
-    pub(crate) files: Vec<LoadedFile>,
+    pub(crate) files: Sources,
+}
+
+/// The files a configuration was built from, as read: their SHA-256 are computed only when
+/// `config_loaded` is written (a process over an unchanged configuration never does).
+#[derive(Debug, Default)]
+pub(crate) struct Sources(Vec<(String, Vec<u8>)>);
+
+impl Sources {
+    /// Every file with its SHA-256, for `config_loaded`.
+    pub(crate) fn loaded_files(&self) -> Vec<LoadedFile> {
+        self.0
+            .iter()
+            .map(|(name, bytes)| LoadedFile::new(name.clone(), bytes))
+            .collect()
+    }
 }
 
 /// Reads every file once, then builds the PDP from those bytes.
@@ -44,23 +59,20 @@ pub(crate) fn load(
     let actions = read_dir("actions folder", &paths.actions)?;
     let policies = read_dir("policies folder", &paths.policies)?;
     let inventory = read_text("inventory", &paths.inventory)?;
-    let mut files: Vec<LoadedFile> = Vec::with_capacity(actions.len() + policies.len() + 2);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(actions.len() + policies.len() + 2);
     for (name, text) in actions.iter().chain(policies.iter()) {
-        files.push(LoadedFile::new(name.clone(), text.as_bytes()));
+        files.push((name.clone(), text.as_bytes().to_vec()));
     }
-    files.push(LoadedFile::new(
-        paths.inventory.display().to_string(),
-        inventory.as_bytes(),
-    ));
+    files.push((paths.inventory.display().to_string(), inventory.as_bytes().to_vec()));
     if let Some((path, bytes)) = extra {
-        files.push(LoadedFile::new(path.display().to_string(), bytes));
+        files.push((path.display().to_string(), bytes.clone()));
     }
     let registry = Registry::from_sources(&actions).map_err(agentsafe_pdp::PdpError::from)?;
     let policies = PolicySet::from_sources(&policies)?;
     let inventory = Inventory::parse(&paths.inventory.display().to_string(), &inventory)?;
     Ok(Snapshot {
         pdp: Pdp::new(registry, policies, inventory),
-        files,
+        files: Sources(files),
     })
 }
 

@@ -108,6 +108,14 @@ impl SqliteStateStore {
             .conn
             .get_mut()
             .map_err(|_| StateError::Corrupt("lock poisoned".into()))?;
+        // A store at the current version needs no write at open (and so no fsync): the
+        // common case for every short-lived process.
+        let current: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db("reading the schema version"))?;
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("creating the schema"))?;
