@@ -26,9 +26,10 @@ pub enum AuditError {
         /// Why.
         reason: String,
     },
-    /// The signing key sits in the same folder as the log, so whoever can edit the log could re-sign it.
+    /// The signing key sits in the log's folder or in a folder under it (after resolving
+    /// symlinks), so whoever can edit the log could re-sign it.
     #[error(
-        "audit signing key `{key}` is stored in the same folder as the audit log `{log}`; keep the key elsewhere (for example the key folder)"
+        "audit signing key `{key}` is stored inside the folder of the audit log `{log}`; keep the key outside it (for example in the key folder)"
     )]
     KeyBesideLog {
         /// The key file.

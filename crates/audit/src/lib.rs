@@ -20,7 +20,7 @@
 //! manage, and equal values still compare equal. See [`Redactor`].
 //!
 //! The signing key is never stored beside the log: [`AuditLog::open`] refuses a key in the log's
-//! folder. Verification ([`verify_log`]) needs only the public key, and names the first bad
+//! folder or anywhere under it (symlinks resolved). Verification ([`verify_log`]) needs only the public key, and names the first bad
 //! sequence number of an edited, inserted, deleted, reordered or truncated log.
 //!
 //! # Shipping

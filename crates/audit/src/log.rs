@@ -92,7 +92,7 @@ impl AuditLog {
     /// log's length and last line, and is rebuilt from the log only when it does not match.
     ///
     /// # Errors
-    /// When the signing key is missing, unreadable or stored in the log's folder, when the log
+    /// When the signing key is missing, unreadable or stored in (or under) the log's folder, when the log
     /// cannot be opened for writing, or when the log is inconsistent with its checkpoints.
     pub fn open(
         path: &Path,

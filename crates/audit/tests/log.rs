@@ -290,6 +290,46 @@ fn a_signing_key_beside_the_log_is_refused() {
     assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_signing_key_anywhere_under_the_log_folder_is_refused() {
+    let fx = Fixture::new();
+    let nested = fx.dir.path().join("keys").join("nested");
+    std::fs::create_dir_all(&nested).unwrap();
+    let key = nested.join("audit.key.pem");
+    agentsafe_audit::keys::write_signing_key(&key, &fx.key).unwrap();
+    let err = AuditLog::open(&fx.log, SigningKeySource::Path(key.clone()), &cfg()).unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // Reached through a symlinked folder outside the log's folder: still inside once resolved.
+    let link = fx.keys.path().join("linked-keys");
+    std::os::unix::fs::symlink(fx.dir.path().join("keys"), &link).unwrap();
+    let via_link = link.join("nested").join("audit.key.pem");
+    let err = AuditLog::open(&fx.log, SigningKeySource::Path(via_link), &cfg()).unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // A key file outside that is a symlink to a file inside the log's folder.
+    let file_link = fx.keys.path().join("audit-link.key.pem");
+    std::os::unix::fs::symlink(&key, &file_link).unwrap();
+    let err = AuditLog::open(&fx.log, SigningKeySource::Path(file_link), &cfg()).unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // The log's folder reached through a symlink, the key in a subfolder of its real path.
+    let log_link = fx.keys.path().join("linked-log");
+    std::os::unix::fs::symlink(fx.dir.path(), &log_link).unwrap();
+    let err = AuditLog::open(
+        &log_link.join("audit.jsonl"),
+        SigningKeySource::Path(key),
+        &cfg(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // A key in a folder beside the log's folder (not under it) is fine.
+    let log = AuditLog::open(&fx.log, SigningKeySource::Path(fx.key_path()), &cfg()).unwrap();
+    log.close().unwrap();
+}
+
 #[test]
 fn secrets_never_appear_in_debug_output() {
     let fx = Fixture::new();
