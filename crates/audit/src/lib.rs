@@ -8,7 +8,7 @@
 //! * The entries are the leaves of an RFC 6962 Merkle tree: leaf `SHA-256(0x00 || line)`,
 //!   node `SHA-256(0x01 || left || right)`. See [`merkle`].
 //! * `audit.jsonl.checkpoints`: Ed25519-signed checkpoints (C2SP signed-note / tlog-checkpoint
-//!   format, with the `agentsafe/audit/v1` extension line), written every
+//!   format: origin, size and root, no extension line), written every
 //!   `checkpoint_every` entries, every `checkpoint_interval` and on close. See [`note`].
 //! * `audit.jsonl.state`: the writer's cache (compact range, next seq, tail position), so that
 //!   opening and appending cost O(log n). Cross-checked against the log before use.

@@ -503,3 +503,42 @@ fn reading_the_tail_and_following_new_entries() {
         std::fs::metadata(&fx.log).unwrap().len()
     );
 }
+
+#[test]
+fn a_log_with_old_format_checkpoints_still_opens_and_verifies() {
+    use agentsafe_audit::note::{LEGACY_AUDIT_EXTENSION, sign_note};
+    let fx = Fixture::new();
+    fx.write(3, &cfg());
+    // Rewrite its checkpoint in the old format, with the extension line.
+    let cp = agentsafe_audit::read_checkpoints(&fx.log, &fx.key.verifying_key()).unwrap();
+    let cp = cp.last().unwrap();
+    let old_body = format!(
+        "{}\n{}\n{}\n{LEGACY_AUDIT_EXTENSION}\n",
+        cp.origin(),
+        cp.size(),
+        cp.root().to_base64()
+    );
+    let old_note = sign_note(&old_body, cp.origin(), &fx.key).unwrap();
+    std::fs::write(fx.checkpoints(), &old_note).unwrap();
+    // A writer of this version appends after it; the new checkpoint has no extension line.
+    fx.write(2, &cfg());
+    let text = std::fs::read_to_string(fx.checkpoints()).unwrap();
+    assert!(text.starts_with(&old_note));
+    assert_eq!(text.matches(LEGACY_AUDIT_EXTENSION).count(), 1, "{text}");
+    let report = verify_log(&fx.log, &fx.key.verifying_key(), None).unwrap();
+    assert_eq!((report.entries, report.checkpoints), (5, 2));
+
+    // An unknown extension line is not accepted.
+    let odd = sign_note(
+        &format!(
+            "{}\n3\n{}\nsomething/else\n",
+            cp.origin(),
+            cp.root().to_base64()
+        ),
+        cp.origin(),
+        &fx.key,
+    )
+    .unwrap();
+    let err = agentsafe_audit::Checkpoint::from_note(&odd, &fx.key.verifying_key()).unwrap_err();
+    assert!(err.to_string().contains("extension"), "{err}");
+}
