@@ -58,6 +58,22 @@ pub enum AuditError {
         /// What is wrong.
         reason: String,
     },
+    /// The log, its checkpoints or its state file do not match what holders of the audit key
+    /// wrote: entries appear that neither a signed checkpoint nor the authenticated state vouches
+    /// for, entries or checkpoints were deleted, or the log differs from its latest checkpoint.
+    /// Nothing more is appended (so nothing unproven is ever signed) until someone investigates;
+    /// each refusal is counted in [`crate::Counters::tamper_detected`].
+    #[error(
+        "audit log `{path}` does not match what holders of the audit key wrote, from seq {seq}: {reason}; appends are refused so that nothing unproven gets signed (run `agentsafe audit verify`)"
+    )]
+    Tampered {
+        /// The log file.
+        path: PathBuf,
+        /// The first sequence number that cannot be vouched for.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// A configuration value is invalid.
     #[error("invalid audit configuration: {0}")]
     Config(String),
@@ -91,7 +107,7 @@ impl AuditError {
     pub fn first_bad_seq(&self) -> Option<u64> {
         match self {
             AuditError::Verify(f) => Some(f.seq),
-            AuditError::Corrupt { seq, .. } => Some(*seq),
+            AuditError::Corrupt { seq, .. } | AuditError::Tampered { seq, .. } => Some(*seq),
             _ => None,
         }
     }
