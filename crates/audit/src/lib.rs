@@ -37,7 +37,10 @@
 //! cursor): to a file (`file:PATH`), to an HTTP endpoint as CloudEvents batches
 //! (`http(s)://URL`), or to S3 (`s3://BUCKET/PREFIX`), one object per batch named
 //! `<prefix>/<first seq:020>-<last seq:020>.jsonl` and never overwritten. S3 requests are signed
-//! with AWS Signature Version 4 by this crate (no AWS SDK); see [`s3`].
+//! with AWS Signature Version 4 by this crate (no AWS SDK); see [`s3`]. The latest signed
+//! checkpoint goes along (`PATH.checkpoints`, a `dev.agentsafe.audit.checkpoint` CloudEvent
+//! ending each batch, `<prefix>/checkpoints/<size:020>-<root>.checkpoint`), so the destination
+//! is a witness for the log; see [`ship`].
 //!
 //! # Concurrency
 //!

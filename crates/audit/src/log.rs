@@ -859,6 +859,11 @@ impl Writer {
         self.st.cp_len += note.len() as u64;
         self.last_cp = Some(cp.clone());
         self.last_cp_at = Instant::now();
+        // After the entries it covers (they were offered first), so the destination can hold it
+        // as a witness.
+        for s in self.shippers.iter() {
+            s.offer_checkpoint(&cp);
+        }
         // Only the checkpoint bookkeeping changed: the checkpoints file itself is the record, so
         // a lost state write costs nothing but a re-read.
         let _ = self.write_state(
