@@ -20,7 +20,7 @@ pub struct AuditConfig {
     /// The log file (default `<state_dir>/audit.jsonl`).
     pub path: Option<PathBuf>,
     /// The PKCS#8 PEM signing key (default `<key_dir>/audit.key.pem`). It must not live in the
-    /// log's folder.
+    /// log's folder or any folder under it.
     pub signing_key: Option<PathBuf>,
     /// The checkpoint origin line and signature key name (default `agentsafe.local/audit`).
     pub origin: String,

@@ -23,6 +23,16 @@ pub struct Counters {
     /// The last failure's message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
+    /// Appends refused because the log, its checkpoints or its state file did not match what
+    /// holders of the audit key wrote ([`crate::AuditError::Tampered`] and
+    /// [`crate::AuditError::Corrupt`]): an alarm, someone may have edited the log.
+    pub tamper_detected: u64,
+    /// When the last refusal happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_tamper_at: Option<Timestamp>,
+    /// The last refusal's message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_tamper: Option<String>,
     /// Entries delivered, per destination.
     pub shipped: BTreeMap<String, u64>,
     /// Entries given up on (buffer overflow, rejected or undeliverable), per destination.
@@ -93,6 +103,21 @@ pub fn record_failure(log: &Path, error: &AuditError) -> Result<u64, AuditError>
         c.last_failure = Some(message);
     })
     .map(|c| c.failures)
+}
+
+/// Counts a refusal to append over a log that does not match what holders of the audit key
+/// wrote (the tamper alarm shown by `agentsafe audit stats`). Returns the new count.
+///
+/// # Errors
+/// When the counters file cannot be written.
+pub(crate) fn record_tamper(log: &Path, error: &AuditError) -> Result<u64, AuditError> {
+    let message = error.to_string();
+    update_counters(log, |c| {
+        c.tamper_detected += 1;
+        c.last_tamper_at = Some(Timestamp::now());
+        c.last_tamper = Some(message);
+    })
+    .map(|c| c.tamper_detected)
 }
 
 /// Adds shipped and dropped counts for a destination.

@@ -26,9 +26,10 @@ pub enum AuditError {
         /// Why.
         reason: String,
     },
-    /// The signing key sits in the same folder as the log, so whoever can edit the log could re-sign it.
+    /// The signing key sits in the log's folder or in a folder under it (after resolving
+    /// symlinks), so whoever can edit the log could re-sign it.
     #[error(
-        "audit signing key `{key}` is stored in the same folder as the audit log `{log}`; keep the key elsewhere (for example the key folder)"
+        "audit signing key `{key}` is stored inside the folder of the audit log `{log}`; keep the key outside it (for example in the key folder)"
     )]
     KeyBesideLog {
         /// The key file.
@@ -53,6 +54,22 @@ pub enum AuditError {
         /// The log file.
         path: PathBuf,
         /// The first sequence number affected.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log, its checkpoints or its state file do not match what holders of the audit key
+    /// wrote: entries appear that neither a signed checkpoint nor the authenticated state vouches
+    /// for, entries or checkpoints were deleted, or the log differs from its latest checkpoint.
+    /// Nothing more is appended (so nothing unproven is ever signed) until someone investigates;
+    /// each refusal is counted in [`crate::Counters::tamper_detected`].
+    #[error(
+        "audit log `{path}` does not match what holders of the audit key wrote, from seq {seq}: {reason}; appends are refused so that nothing unproven gets signed (run `agentsafe audit verify`)"
+    )]
+    Tampered {
+        /// The log file.
+        path: PathBuf,
+        /// The first sequence number that cannot be vouched for.
         seq: u64,
         /// What is wrong.
         reason: String,
@@ -90,7 +107,7 @@ impl AuditError {
     pub fn first_bad_seq(&self) -> Option<u64> {
         match self {
             AuditError::Verify(f) => Some(f.seq),
-            AuditError::Corrupt { seq, .. } => Some(*seq),
+            AuditError::Corrupt { seq, .. } | AuditError::Tampered { seq, .. } => Some(*seq),
             _ => None,
         }
     }

@@ -345,12 +345,9 @@ impl Redactor {
 
     /// Derives the redaction key from the audit signing key.
     pub fn from_signing_key(key: &SigningKey) -> Redactor {
-        let mut kdf = hmac_with_key(key.as_bytes());
-        kdf.update(Redactor::DOMAIN.as_bytes());
-        let mut derived: [u8; 32] = kdf.finalize().into_bytes().into();
-        let mac = hmac_with_key(&derived);
-        derived.fill(0);
-        Redactor { mac }
+        Redactor {
+            mac: derived_mac(key, Redactor::DOMAIN),
+        }
     }
 
     /// `hmac-sha256:<64 hex digits>` for `value`.
@@ -369,6 +366,17 @@ impl Redactor {
     pub fn redact(&self, value: &Value) -> Value {
         Value::String(self.mac(value))
     }
+}
+
+/// An HMAC-SHA256 keyed with `HMAC-SHA256(key = the 32-byte Ed25519 seed, message = label)`: a
+/// key of its own for each use of the audit signing key, separated by `label`.
+pub(crate) fn derived_mac(key: &SigningKey, label: &str) -> Hmac<Sha256> {
+    let mut kdf = hmac_with_key(key.as_bytes());
+    kdf.update(label.as_bytes());
+    let mut derived: [u8; 32] = kdf.finalize().into_bytes().into();
+    let mac = hmac_with_key(&derived);
+    derived.fill(0);
+    mac
 }
 
 /// HMAC-SHA256 keyed by a 32-byte key. HMAC zero-pads keys shorter than the 64-byte block, so

@@ -150,20 +150,37 @@ pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
     id
 }
 
-/// Refuses a signing key file that lives in the same folder as the log.
+/// Refuses a signing key file that lives anywhere under the log's folder (the folder itself or
+/// any subfolder), comparing real paths: symlinks in either path, and a key file that is itself a
+/// symlink, are resolved first. Whoever can write the log's folder could otherwise replace or read
+/// the key and re-sign an edited log.
 pub(crate) fn check_not_beside(key: &Path, log: &Path) -> Result<(), AuditError> {
-    let dir = |p: &Path| {
-        let parent = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::canonicalize(parent).ok()
-    };
-    match (dir(key), dir(log)) {
-        (Some(a), Some(b)) if a == b => Err(AuditError::KeyBesideLog {
+    let log_dir = log
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (resolve(key), resolve(log_dir)) {
+        (Some(k), Some(d)) if k.starts_with(&d) => Err(AuditError::KeyBesideLog {
             key: key.to_path_buf(),
             log: log.to_path_buf(),
         }),
         _ => Ok(()),
     }
+}
+
+/// The real path of `p`; for a path that does not exist (yet), the real path of its nearest
+/// existing ancestor joined with the rest.
+fn resolve(p: &Path) -> Option<PathBuf> {
+    if let Ok(real) = std::fs::canonicalize(p) {
+        return Some(real);
+    }
+    let parent = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = p.file_name()?;
+    if parent == p {
+        return None;
+    }
+    resolve(parent).map(|d| d.join(name))
 }

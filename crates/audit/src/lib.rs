@@ -8,19 +8,26 @@
 //! * The entries are the leaves of an RFC 6962 Merkle tree: leaf `SHA-256(0x00 || line)`,
 //!   node `SHA-256(0x01 || left || right)`. See [`merkle`].
 //! * `audit.jsonl.checkpoints`: Ed25519-signed checkpoints (C2SP signed-note / tlog-checkpoint
-//!   format, with the `agentsafe/audit/v1` extension line), written every
+//!   format: origin, size and root, no extension line), written every
 //!   `checkpoint_every` entries, every `checkpoint_interval` and on close. See [`note`].
-//! * `audit.jsonl.state`: the writer's cache (compact range, next seq, tail position), so that
-//!   opening and appending cost O(log n). Cross-checked against the log before use.
-//! * `audit.jsonl.counters`: failures allowed by `on_audit_failure = "allow"`, shipped and
-//!   dropped counts.
+//! * `audit.jsonl.state`: the writer's state (compact range, next seq, tail position, and a batch
+//!   being written), MACed with a key derived from the signing key, so that opening and appending
+//!   cost O(log n) and a writer can tell what holders of the key wrote from lines someone appended
+//!   by hand: it never signs those (see [`log`]).
+//! * `audit.jsonl.counters`: failures allowed by `on_audit_failure = "allow"`, tamper alarms
+//!   (appends refused over entries nobody with the key vouches for), shipped and dropped counts.
 //!
 //! Values of params marked sensitive are replaced by `hmac-sha256:<hex>`, keyed with
 //! `HMAC-SHA256(seed of the signing key, "agentsafe/audit/param-hmac/v1")`: no extra secret to
 //! manage, and equal values still compare equal. See [`Redactor`].
 //!
+//! Whoever can edit the log cannot also re-sign it: the writer signs only entries it, or another
+//! holder of the key, wrote. A rewrite of the log together with its checkpoints and state is
+//! caught only by a checkpoint kept elsewhere (`agentsafe audit verify --checkpoint`, or a
+//! shipped copy); see [`log`].
+//!
 //! The signing key is never stored beside the log: [`AuditLog::open`] refuses a key in the log's
-//! folder. Verification ([`verify_log`]) needs only the public key, and names the first bad
+//! folder or anywhere under it (symlinks resolved). Verification ([`verify_log`]) needs only the public key, and names the first bad
 //! sequence number of an edited, inserted, deleted, reordered or truncated log.
 //!
 //! # Shipping
@@ -30,7 +37,10 @@
 //! cursor): to a file (`file:PATH`), to an HTTP endpoint as CloudEvents batches
 //! (`http(s)://URL`), or to S3 (`s3://BUCKET/PREFIX`), one object per batch named
 //! `<prefix>/<first seq:020>-<last seq:020>.jsonl` and never overwritten. S3 requests are signed
-//! with AWS Signature Version 4 by this crate (no AWS SDK); see [`s3`].
+//! with AWS Signature Version 4 by this crate (no AWS SDK); see [`s3`]. The latest signed
+//! checkpoint goes along (`PATH.checkpoints`, a `dev.agentsafe.audit.checkpoint` CloudEvent
+//! ending each batch, `<prefix>/checkpoints/<size:020>-<root>.checkpoint`), so the destination
+//! is a witness for the log; see [`ship`].
 //!
 //! # Concurrency
 //!

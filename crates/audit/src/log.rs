@@ -5,6 +5,55 @@
 //! checkpoints file while holding the exclusive lock on the log file, after re-reading the tail
 //! state under that lock. So writers in any number of threads and processes see one sequence of
 //! entries: no forks, no interleaving, no duplicate sequence numbers.
+//!
+//! # The writer signs only what holders of the key wrote
+//!
+//! The hash chain needs no key, so anyone who can edit the log can append a well-chained line.
+//! Such a line must never end up in a signed checkpoint.
+//!
+//! **Architecture Invariant:** a checkpoint signs the writer's own compact range, and that range
+//! only ever holds entries the writer encoded itself, entries an authenticated state record
+//! announced, or entries a signed checkpoint covers.
+//!
+//! The state file `<log>.state` is MACed with a key derived from the signing key (label
+//! `agentsafe/audit-state/v1`; its format is in `src/state.rs`), so only key holders can write
+//! it. Before a batch reaches the log, the writer records in it where the log will end (tree size,
+//! compact range, byte length, last leaf) and where it ended before; that record is fdatasynced
+//! before the batch is written, unless `sync = "none"`. After the write, the new end alone is
+//! recorded. Under the lock, before every commit, the writer compares the log with the newest
+//! record in O(log n) (length and last line; a full rehash happens only when no authenticated
+//! record fits):
+//!
+//! * the log ends where the record says, or beyond it with only an incomplete final line:
+//!   append (the incomplete line is cut off and recorded by a `recovered` event, `torn_tail`);
+//! * the log ends inside an announced batch: a crash tore the write, nobody was told it
+//!   succeeded, so it is cut off and recorded the same way;
+//! * complete lines follow the authenticated end: they are accepted only when the latest signed
+//!   checkpoint covers exactly them, with a matching root (a key holder whose state write was
+//!   lost); otherwise the append fails with [`AuditError::Tampered`] (the runner denies with
+//!   `audit_unavailable`) and the alarm is counted ([`crate::Counters::tamper_detected`]);
+//! * the log holds fewer entries than the record or the latest checkpoint, or checkpoints were
+//!   removed: [`AuditError::Tampered`] too.
+//!
+//! A missing, damaged or earlier-version state file vouches for nothing: the writer rebuilds the
+//! tree from the whole log and goes on only when the latest signed checkpoint covers all of it
+//! (a `recovered` event, `state_rebuilt`, records that). So deleting the state file does not let
+//! anyone start over: entries after the latest checkpoint are refused. In particular a log last
+//! written by a version before authenticated state, and not closed cleanly (entries after its
+//! last checkpoint), is refused until someone who has checked it decides what to do with it.
+//!
+//! With `sync = "none"` nothing is fdatasynced, so a power failure can lose the record of entries
+//! that did reach the disk; the next writer then refuses them like a forged line. With `every` and
+//! `group` the record is durable first, at the cost of one more fdatasync per commit.
+//!
+//! # What only a witness detects
+//!
+//! Someone who cuts the log's tail together with the checkpoints and the state that cover it, puts
+//! back an older copy of all three, or deletes all of them and lets a new log start, leaves files
+//! that agree with each other: no check on this machine can tell. A checkpoint kept elsewhere
+//! does: `agentsafe audit verify --checkpoint FILE` ([`crate::verify_log`] with a saved
+//! checkpoint) fails on such a log, and shipping sends the latest signed checkpoint along with
+//! the entries so that the destination holds one (see [`crate::ship`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -28,7 +77,7 @@ use crate::keys::{self, SigningKeySource};
 use crate::merkle::{Hash, leaf_hash};
 use crate::note::{Checkpoint, checkpoints_text, split_notes, unverified_size};
 use crate::ship::{ShipItem, ShipStats, Shipper};
-use crate::state::TreeState;
+use crate::state::{SLOT_SIZE, SavedState, Slot, StateKey, TreeState};
 use crate::{AuditError, sibling};
 
 /// The most entries one commit takes from the queue.
@@ -88,12 +137,14 @@ impl AuditLog {
     /// Opens (creating if needed) the log at `path`, recovering from a crash if the last write was
     /// torn, and starts its writer thread.
     ///
-    /// Opening costs O(log n): the tail state comes from `<log>.state`, cross-checked against the
-    /// log's length and last line, and is rebuilt from the log only when it does not match.
+    /// Opening costs O(log n): the tail state comes from the authenticated `<log>.state`, checked
+    /// against the log's length and last line, and is rebuilt from the log only when no
+    /// authenticated record fits (see the module documentation).
     ///
     /// # Errors
-    /// When the signing key is missing, unreadable or stored in the log's folder, when the log
-    /// cannot be opened for writing, or when the log is inconsistent with its checkpoints.
+    /// When the signing key is missing, unreadable or stored in (or under) the log's folder, when
+    /// the log cannot be opened for writing, or when the log is inconsistent with its checkpoints
+    /// or holds entries no holder of the key vouches for ([`AuditError::Tampered`]).
     pub fn open(
         path: &Path,
         signing_key: SigningKeySource,
@@ -167,7 +218,8 @@ impl AuditLog {
     ///
     /// # Errors
     /// When the entry cannot be encoded or written (the runner turns this into DENY
-    /// `audit_unavailable` unless failures are allowed), or the log is closed.
+    /// `audit_unavailable` unless failures are allowed), the log is closed, or the log holds
+    /// entries no holder of the key vouches for ([`AuditError::Tampered`], counted as an alarm).
     pub fn append(&self, event: AuditEvent) -> Result<Appended, AuditError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(AuditError::Closed(self.path.clone()));
@@ -290,7 +342,13 @@ struct Writer {
     last_cp: Option<Checkpoint>,
     last_cp_at: Instant,
     buf: Vec<u8>,
-    /// The bytes this writer last wrote to the state file.
+    state_path: PathBuf,
+    /// The key that authenticates the state file.
+    state_key: StateKey,
+    /// The generation of the newest state record known, and the slot holding it.
+    state_gen: u64,
+    state_slot: Option<u64>,
+    /// The record this writer last wrote to the state file (empty when unknown).
     saved_state: Vec<u8>,
     shippers: Arc<Vec<Shipper>>,
 }
@@ -331,7 +389,7 @@ impl Writer {
             log,
             state_file,
             cps,
-            key,
+            key: key.clone(),
             origin: cfg.origin.clone(),
             sync: cfg.sync,
             window: cfg.group_commit_window.get(),
@@ -341,6 +399,10 @@ impl Writer {
             last_cp: None,
             last_cp_at: Instant::now(),
             buf: Vec::with_capacity(1 << 16),
+            state_key: StateKey::from_signing_key(&key),
+            state_path,
+            state_gen: 0,
+            state_slot: None,
             saved_state: Vec::new(),
             shippers,
         })
@@ -515,32 +577,24 @@ impl Writer {
 
     /// Encodes, writes and syncs `items` (the lock is held and the tail state is current).
     /// Returns one result per item; fails as a whole only when nothing could be written.
+    ///
+    /// The batch is announced in the authenticated state (its end as `tree`, the log before it as
+    /// `base`) before any of it reaches the log, and the announcement is dropped once it is there;
+    /// see the module documentation.
     fn append_locked(
         &mut self,
         items: Vec<Item>,
     ) -> Result<Vec<Result<Appended, AuditError>>, AuditError> {
-        let mut results: Vec<Result<Appended, AuditError>> = Vec::with_capacity(items.len());
-        let mut shipped: Vec<ShipItem> = Vec::new();
-        let ship = !self.shippers.is_empty();
+        let base = self.st.clone();
         self.buf.clear();
-        let mut pending: Vec<(usize, usize, Appended, String, &'static str)> = Vec::new();
-        let chunk_state = self.st.clone();
-        let every = self.sync == SyncPolicy::Every;
-        let mut failure: Option<AuditError> = None;
+        // Per entry: where its line ends in `buf`, the result, its time and its event type.
+        let mut pending: Vec<(usize, Appended, String, &'static str)> =
+            Vec::with_capacity(items.len());
         for (event, _) in &items {
-            if failure.is_some() {
-                results.push(Err(failure
-                    .as_ref()
-                    .map(duplicate)
-                    .unwrap_or_else(|| AuditError::Closed(self.path.clone()))));
-                continue;
-            }
             let seq = self.st.size();
-            let before = if every { Some(self.st.clone()) } else { None };
             let time = time_json(Timestamp::now());
             let line = assemble(seq, &time, self.st.last_leaf.as_ref(), event);
             let leaf = leaf_hash(&line);
-            let start = self.buf.len();
             self.buf.extend_from_slice(&line);
             self.buf.push(b'\n');
             self.st.push(leaf, (line.len() + 1) as u64);
@@ -548,65 +602,58 @@ impl Writer {
                 seq,
                 leaf_hash: leaf,
             };
-            pending.push((start, self.buf.len(), appended, time, event.event_type));
-            if every {
-                // One write and one fdatasync per entry.
-                match self.write_chunk(true) {
-                    Ok(()) => {
-                        self.collect(&mut pending, &mut results, &mut shipped, ship);
-                        self.buf.clear();
-                    }
-                    Err(e) => {
-                        if let Some(before) = before {
-                            self.st = before;
-                        }
-                        pending.clear();
-                        results.push(Err(duplicate(&e)));
-                        failure = Some(e);
-                    }
-                }
-            }
+            pending.push((self.buf.len(), appended, time, event.event_type));
         }
-        if !every && !pending.is_empty() {
-            match self.write_chunk(self.sync == SyncPolicy::Group) {
-                Ok(()) => self.collect(&mut pending, &mut results, &mut shipped, ship),
-                Err(e) => {
-                    self.st = chunk_state;
-                    let n = pending.len();
-                    pending.clear();
-                    results.clear();
-                    results.extend((0..n).map(|_| Err(duplicate(&e))));
-                    failure = Some(e);
-                }
-            }
+        if pending.is_empty() {
+            return Ok(Vec::new());
         }
-        self.buf.clear();
-        if let Some(e) = failure
-            && results.iter().all(Result::is_err)
-        {
+        let durable = self.sync != SyncPolicy::None;
+        let announce = SavedState {
+            tree: self.st.clone(),
+            base: Some(base.clone()),
+        };
+        if let Err(e) = self.write_state(&announce, durable) {
+            // Nothing may reach the log that the state has not announced.
+            self.st = base;
+            self.buf.clear();
             return Err(e);
         }
-        self.save_state();
-        if self.checkpoint_due() {
-            // The entries are durable; a failed checkpoint is retried at the next commit, timer or close.
-            let _ = self.checkpoint_locked();
-        }
-        for item in shipped {
-            for s in self.shippers.iter() {
-                s.offer(item.clone());
+        let (written, failure) = self.write_batch(base.log_len, &pending);
+        if written < pending.len() {
+            let mut st = base.clone();
+            let mut start = 0;
+            for (end, appended, _, _) in pending.iter().take(written) {
+                st.push(appended.leaf_hash, (end - start) as u64);
+                start = *end;
             }
+            self.st = st;
         }
-        Ok(results)
-    }
-
-    fn collect(
-        &self,
-        pending: &mut Vec<(usize, usize, Appended, String, &'static str)>,
-        results: &mut Vec<Result<Appended, AuditError>>,
-        shipped: &mut Vec<ShipItem>,
-        ship: bool,
-    ) {
-        for (start, end, appended, time, event_type) in pending.drain(..) {
+        // When the batch was cut short, the announcement claims entries the log does not hold:
+        // the truth must then be as durable as the announcement was.
+        let commit = SavedState {
+            tree: self.st.clone(),
+            base: None,
+        };
+        if let Err(e) = self.write_state(&commit, durable && written < pending.len()) {
+            // Without the commit record a later writer takes the batch for a torn write and cuts it
+            // off; so it is cut off now, and no caller hears of a success.
+            let _ = self.log.set_len(base.log_len);
+            self.st = base;
+            self.buf.clear();
+            return Err(e);
+        }
+        let ship = !self.shippers.is_empty();
+        let mut results: Vec<Result<Appended, AuditError>> = Vec::with_capacity(pending.len());
+        let mut shipped: Vec<ShipItem> = Vec::new();
+        let mut start = 0;
+        for (i, (end, appended, time, event_type)) in pending.into_iter().enumerate() {
+            if i >= written {
+                results.push(Err(failure
+                    .as_ref()
+                    .map(duplicate)
+                    .unwrap_or_else(|| AuditError::Closed(self.path.clone()))));
+                continue;
+            }
             if ship && let Some(line) = self.buf.get(start..end.saturating_sub(1)) {
                 shipped.push(ShipItem {
                     seq: appended.seq,
@@ -616,38 +663,160 @@ impl Writer {
                     line: Arc::from(line),
                 });
             }
+            start = end;
             results.push(Ok(appended));
         }
-    }
-
-    /// Writes `self.buf` to the log (and fdatasyncs it when `sync`). On failure the log is cut back
-    /// to where the chunk started and the in-memory state rewound to the last durable entry.
-    fn write_chunk(&mut self, sync: bool) -> Result<(), AuditError> {
-        let start_len = self.st.log_len - self.buf.len() as u64;
-        let written = (&self.log)
-            .write_all(&self.buf)
-            .and_then(|()| if sync { self.log.sync_data() } else { Ok(()) });
-        if let Err(e) = written {
-            // Cut the partial write off; if that fails too, the next commit finds a torn line and
-            // repairs it. The caller rewinds the in-memory state to the entries before this chunk.
-            let _ = self.log.set_len(start_len);
-            return Err(AuditError::io("append to audit log", self.path.clone(), e));
+        self.buf.clear();
+        if written == 0
+            && let Some(e) = failure
+        {
+            return Err(e);
         }
-        Ok(())
+        for item in shipped {
+            for s in self.shippers.iter() {
+                s.offer(item.clone());
+            }
+        }
+        if self.checkpoint_due() {
+            // The entries are durable; a failed checkpoint is retried at the next commit, timer or close.
+            let _ = self.checkpoint_locked();
+        }
+        Ok(results)
     }
 
-    fn save_state(&mut self) {
-        let bytes = self.st.encode();
-        // The state is a cache cross-checked at every use, so it is not fsynced, and a failed write
-        // only costs a rebuild later. The file only needs cutting when the state got shorter.
-        let written = self.state_file.write_all_at(&bytes, 0).and_then(|()| {
-            if bytes.len() < self.saved_state.len() || self.saved_state.is_empty() {
-                self.state_file.set_len(bytes.len() as u64)
+    /// Writes the encoded batch in `self.buf` to the log (one write and fdatasync per entry with
+    /// `sync = "every"`). Returns how many entries are in the log, and the error that stopped the
+    /// rest; on failure the log is cut back to the end of the last entry written.
+    fn write_batch(
+        &self,
+        base_len: u64,
+        pending: &[(usize, Appended, String, &'static str)],
+    ) -> (usize, Option<AuditError>) {
+        let fail = |e: std::io::Error, keep: usize| {
+            // Cut the partial write off; if that fails too, the next commit finds the announced
+            // batch torn and cuts it off then.
+            let _ = self.log.set_len(base_len + keep as u64);
+            AuditError::io("append to audit log", self.path.clone(), e)
+        };
+        if self.sync == SyncPolicy::Every {
+            let mut start = 0usize;
+            for (i, (end, ..)) in pending.iter().enumerate() {
+                let line = self.buf.get(start..*end).unwrap_or_default();
+                if let Err(e) = (&self.log)
+                    .write_all(line)
+                    .and_then(|()| self.log.sync_data())
+                {
+                    return (i, Some(fail(e, start)));
+                }
+                start = *end;
+            }
+            return (pending.len(), None);
+        }
+        let written = (&self.log).write_all(&self.buf).and_then(|()| {
+            if self.sync == SyncPolicy::Group {
+                self.log.sync_data()
             } else {
                 Ok(())
             }
         });
-        self.saved_state = if written.is_ok() { bytes } else { Vec::new() };
+        match written {
+            Ok(()) => (pending.len(), None),
+            Err(e) => (0, Some(fail(e, 0))),
+        }
+    }
+
+    /// Writes a state record into the slot that does not hold the newest one (fdatasynced when
+    /// `sync`).
+    fn write_state(&mut self, saved: &SavedState, sync: bool) -> Result<(), AuditError> {
+        let slot = self.state_slot.map_or(0, |s| 1 - s);
+        let generation = self.state_gen + 1;
+        let bytes = saved.encode(generation, &self.state_key);
+        let written = self
+            .state_file
+            .write_all_at(&bytes, slot * SLOT_SIZE)
+            .and_then(|()| {
+                if sync {
+                    self.state_file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+        match written {
+            Ok(()) => {
+                self.state_slot = Some(slot);
+                self.state_gen = generation;
+                self.saved_state = bytes;
+                Ok(())
+            }
+            Err(e) => {
+                self.saved_state.clear();
+                Err(AuditError::io(
+                    "write audit state file",
+                    self.state_path.clone(),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// Whether the slot this writer wrote last still holds what it wrote.
+    fn state_unchanged(&self) -> bool {
+        let Some(slot) = self.state_slot.filter(|_| !self.saved_state.is_empty()) else {
+            return false;
+        };
+        let mut buf = vec![0u8; self.saved_state.len()];
+        self.state_file
+            .read_exact_at(&mut buf, slot * SLOT_SIZE)
+            .is_ok()
+            && buf == self.saved_state
+    }
+
+    /// Reads both slots of the state file: the newest authenticated record, and what kind of
+    /// state the file holds.
+    fn read_state(&mut self) -> (StateKind, Option<SavedState>) {
+        let len = self.state_file.metadata().map_or(0, |m| m.len());
+        if len == 0 {
+            self.state_slot = None;
+            return (StateKind::Missing, None);
+        }
+        let mut newest: Option<(u64, u64, SavedState)> = None;
+        let mut legacy = false;
+        for slot in 0..2u64 {
+            let start = slot * SLOT_SIZE;
+            if start >= len {
+                break;
+            }
+            let n = (len - start).min(SLOT_SIZE);
+            let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+            if self.state_file.read_exact_at(&mut buf, start).is_err() {
+                continue;
+            }
+            match SavedState::decode(&buf, &self.state_key) {
+                Slot::Valid(generation, saved) => {
+                    if newest.as_ref().is_none_or(|(g, _, _)| generation > *g) {
+                        newest = Some((generation, slot, *saved));
+                    }
+                }
+                Slot::Legacy => legacy = true,
+                Slot::Invalid => {}
+            }
+        }
+        match newest {
+            Some((generation, slot, saved)) => {
+                self.state_gen = self.state_gen.max(generation);
+                self.state_slot = Some(slot);
+                (StateKind::Authenticated, Some(saved))
+            }
+            None => {
+                self.state_slot = None;
+                let kind = if legacy {
+                    StateKind::Legacy
+                } else {
+                    StateKind::Invalid
+                };
+                (kind, None)
+            }
+        }
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -661,6 +830,9 @@ impl Writer {
     }
 
     /// Signs and appends a checkpoint for the current tree, unless the latest one already covers it.
+    ///
+    /// The root signed is the writer's own compact range, which only ever holds entries this
+    /// writer encoded or that an authenticated state or a signed checkpoint vouches for.
     fn checkpoint_locked(&mut self) -> Result<Checkpoint, AuditError> {
         let size = self.st.size();
         if size == self.st.cp_size
@@ -687,94 +859,252 @@ impl Writer {
         self.st.cp_len += note.len() as u64;
         self.last_cp = Some(cp.clone());
         self.last_cp_at = Instant::now();
-        self.save_state();
+        // After the entries it covers (they were offered first), so the destination can hold it
+        // as a witness.
+        for s in self.shippers.iter() {
+            s.offer_checkpoint(&cp);
+        }
+        // Only the checkpoint bookkeeping changed: the checkpoints file itself is the record, so
+        // a lost state write costs nothing but a re-read.
+        let _ = self.write_state(
+            &SavedState {
+                tree: self.st.clone(),
+                base: None,
+            },
+            false,
+        );
         Ok(cp)
     }
 
     /// Brings the in-memory tail state up to date with the files (another process may have
-    /// appended, crashed mid-write, or the state file may be stale or missing). Returns the
-    /// `recovered` events to record.
+    /// appended, crashed mid-write, or the state file may be stale or missing), and refuses a log
+    /// that holds entries no holder of the audit key vouches for. Returns the `recovered` events
+    /// to record.
+    ///
+    /// On a refusal the tamper alarm is counted (see [`crate::Counters::tamper_detected`]) and the
+    /// in-memory state stays what it was, so nothing unproven is ever signed.
     fn sync_tail(&mut self) -> Result<Vec<PreparedEvent>, AuditError> {
+        let before = self.st.clone();
+        let before_cp = self.last_cp.clone();
+        match self.sync_tail_inner() {
+            Ok(recoveries) => Ok(recoveries),
+            Err(e) => {
+                self.st = before;
+                self.last_cp = before_cp;
+                // The next commit re-reads everything.
+                self.saved_state.clear();
+                if matches!(e, AuditError::Tampered { .. } | AuditError::Corrupt { .. }) {
+                    let _ = crate::counters::record_tamper(&self.path, &e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn sync_tail_inner(&mut self) -> Result<Vec<PreparedEvent>, AuditError> {
         let file_len = self
             .log
             .metadata()
             .map_err(self.io("read audit log metadata"))?
             .len();
+        let cps_len = self
+            .cps
+            .metadata()
+            .map_err(self.io("read audit checkpoints metadata"))?
+            .len();
+        if file_len == self.st.log_len && cps_len == self.st.cp_len && self.state_unchanged() {
+            // Nobody wrote since this writer did: the log, the state and the checkpoints are as it
+            // left them (an edit in place changes nothing this writer signs: it signs its own
+            // compact range, and verification compares that with the log).
+            return Ok(Vec::new());
+        }
         let mut recoveries = Vec::new();
-        let raw = self.read_state_bytes();
-        if file_len == self.st.log_len
-            && !self.saved_state.is_empty()
-            && raw.as_deref() == Some(self.saved_state.as_slice())
-            && self.cps.metadata().is_ok_and(|m| m.len() == self.st.cp_len)
-        {
-            // Nobody wrote since this writer did: the log, the state and the checkpoints are as it left them.
-            return Ok(recoveries);
+
+        // 1. The latest signed checkpoint, and what authenticated sources know was signed.
+        let (latest, cp_end, torn_cp) = self.load_checkpoints(cps_len)?;
+        recoveries.extend(torn_cp);
+        let (kind, disk) = self.read_state();
+        let latest_size = latest.as_ref().map_or(0, Checkpoint::size);
+        let signed_before = [
+            Some(self.st.cp_size),
+            disk.as_ref().map(|d| d.tree.cp_size),
+            disk.as_ref()
+                .and_then(|d| d.base.as_ref())
+                .map(|b| b.cp_size),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        if latest_size < signed_before {
+            // Signing on would launder whatever happened to the entries those checkpoints covered.
+            return Err(self.tampered(
+                latest_size,
+                format!(
+                    "checkpoints were removed from `{}`: it ends at tree size {latest_size} but {signed_before} entries were signed; \
+                     run `agentsafe audit verify` with a checkpoint saved elsewhere",
+                    self.cp_path.display()
+                ),
+            ));
         }
-        let disk = raw.as_deref().and_then(TreeState::decode);
-        let mut done = false;
-        if let Some(s) = &disk
-            && s.log_len == file_len
-            && self.tail_ok(s, file_len)?
-        {
-            self.st = s.clone();
-            done = true;
-        }
-        if !done && self.st.log_len == file_len && self.tail_ok(&self.st.clone(), file_len)? {
-            done = true;
-        }
-        if !done {
-            // Catch up from the most advanced state that still matches the log.
-            let mut base = TreeState::empty();
-            let mut from_scratch = true;
-            for cand in [disk.clone(), Some(self.st.clone())].into_iter().flatten() {
-                if cand.log_len <= file_len
-                    && cand.log_len >= base.log_len
-                    && cand.size() > 0
-                    && self.tail_ok(&cand, file_len)?
+
+        // 2. The most advanced authenticated position the log still ends at or beyond (the anchor),
+        // and an authenticated position it should hold but does not.
+        let mut anchor: Option<TreeState> = None;
+        let mut expected: Option<TreeState> = None;
+        let mut file_len = file_len;
+        if let Some(saved) = &disk {
+            if saved.tree.log_len <= file_len && self.tail_ok(&saved.tree)? {
+                anchor = Some(saved.tree.clone());
+            } else if let Some(base) = &saved.base {
+                if base.log_len <= file_len
+                    && file_len < saved.tree.log_len
+                    && self.tail_ok(base)?
                 {
-                    base = cand;
-                    from_scratch = false;
+                    // A write announced but not finished (a crash, a full disk): nobody was told
+                    // it succeeded, so it is cut off, and recorded.
+                    if let Some(ev) = self.cut_torn_write(base.log_len, file_len)? {
+                        recoveries.push(ev);
+                    }
+                    file_len = base.log_len;
+                    anchor = Some(base.clone());
+                } else {
+                    expected = Some(base.clone());
                 }
-            }
-            // The checkpoint bookkeeping is re-read from the checkpoints file below.
-            base.cp_len = u64::MAX;
-            self.st = base;
-            let torn = self.catch_up(file_len)?;
-            if let Some((offset, bytes)) = torn {
-                recoveries.push(recovered(json!({
-                    "reason": "torn_tail",
-                    "offset": offset,
-                    "truncated_bytes": bytes.len(),
-                    "truncated_sha256": crate::merkle::hex_encode(&Sha256::digest(&bytes)),
-                })));
-            } else if from_scratch && file_len > 0 && disk.is_none() {
-                recoveries.push(recovered(json!({
-                    "reason": "state_rebuilt",
-                    "entries": self.st.size(),
-                })));
+            } else {
+                expected = Some(saved.tree.clone());
             }
         }
-        if let Some(ev) = self.sync_checkpoints()? {
-            recoveries.push(ev);
+        let mem = self.st.clone();
+        if anchor.as_ref().is_none_or(|a| mem.size() > a.size()) {
+            if mem.log_len <= file_len && self.tail_ok(&mem)? {
+                anchor = Some(mem);
+            } else if expected.as_ref().is_none_or(|e| mem.size() > e.size()) {
+                expected = Some(mem);
+            }
         }
+        let anchor = anchor.unwrap_or_else(TreeState::empty);
+        let proven = anchor.size();
+
+        // 3. Read whatever follows the anchor (a full rebuild when there is no anchor).
+        self.st = anchor;
+        if let Some((offset, bytes)) = self.catch_up(file_len)? {
+            recoveries.push(recovered(json!({
+                "reason": "torn_tail",
+                "offset": offset,
+                "truncated_bytes": bytes.len(),
+                "truncated_sha256": crate::merkle::hex_encode(&Sha256::digest(&bytes)),
+            })));
+        }
+        let size = self.st.size();
+
+        // 4. Nothing deleted, nothing unproven.
+        if let Some(e) = &expected
+            && size < e.size()
+        {
+            return Err(self.tampered(
+                size,
+                format!(
+                    "the log holds {size} entries but holders of the audit key wrote {}: entries were deleted",
+                    e.size()
+                ),
+            ));
+        }
+        if let Some(cp) = &latest {
+            if cp.size() > size {
+                return Err(self.tampered(
+                    size,
+                    format!(
+                        "the log holds {size} entries but its latest checkpoint covers {}: entries were deleted",
+                        cp.size()
+                    ),
+                ));
+            }
+            if cp.size() == size && !cp.root().ct_eq(&self.st.range.root()) {
+                return Err(self.tampered(
+                    size.saturating_sub(1),
+                    "the log does not match its latest checkpoint; run `agentsafe audit verify`",
+                ));
+            }
+        }
+        if size > proven && latest_size != size {
+            let state = match kind {
+                StateKind::Authenticated => "the authenticated state ends before them",
+                StateKind::Missing => "there is no state file",
+                StateKind::Legacy => {
+                    "the state file is of an earlier version, which anyone could have written"
+                }
+                StateKind::Invalid => "the state file does not authenticate",
+            };
+            return Err(self.tampered(
+                proven,
+                format!(
+                    "entries {proven}..={} were not written by a holder of the audit key as far as anything signed shows \
+                     ({state}, and no signed checkpoint covers them); someone else appended them, or with `sync = \"none\"` \
+                     a power failure lost the state that recorded them",
+                    size - 1
+                ),
+            ));
+        }
+
+        // 5. The checkpoint bookkeeping, and a state record for the log as it now is.
+        self.st.cp_size = latest_size;
+        self.st.cp_len = cp_end;
+        self.last_cp = latest;
+        if proven == 0 && size > 0 && kind != StateKind::Authenticated {
+            recoveries.push(recovered(json!({
+                "reason": "state_rebuilt",
+                "entries": size,
+                "state": kind.as_str(),
+            })));
+        }
+        // Best effort: without it the next open reads the log again, nothing worse.
+        let _ = self.write_state(
+            &SavedState {
+                tree: self.st.clone(),
+                base: None,
+            },
+            false,
+        );
         Ok(recoveries)
     }
 
-    fn read_state_bytes(&self) -> Option<Vec<u8>> {
-        let len = self.state_file.metadata().ok()?.len();
-        if len == 0 || len > 1 << 20 {
-            return None;
+    fn tampered(&self, seq: u64, reason: impl Into<String>) -> AuditError {
+        AuditError::Tampered {
+            path: self.path.clone(),
+            seq,
+            reason: reason.into(),
         }
-        let mut buf = vec![0u8; usize::try_from(len).ok()?];
-        self.state_file.read_exact_at(&mut buf, 0).ok()?;
-        Some(buf)
+    }
+
+    /// Cuts an announced but unfinished write off the log (it ends at `file_len`, the write
+    /// started at `start`), returning the `recovered` event when there was anything to cut.
+    fn cut_torn_write(
+        &mut self,
+        start: u64,
+        file_len: u64,
+    ) -> Result<Option<PreparedEvent>, AuditError> {
+        if file_len <= start {
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; usize::try_from(file_len - start).unwrap_or(0)];
+        self.log
+            .read_exact_at(&mut bytes, start)
+            .map_err(self.io("read audit log"))?;
+        self.log
+            .set_len(start)
+            .and_then(|()| self.log.sync_data())
+            .map_err(self.io("truncate the torn final write of audit log"))?;
+        Ok(Some(recovered(json!({
+            "reason": "torn_tail",
+            "offset": start,
+            "truncated_bytes": bytes.len(),
+            "truncated_sha256": crate::merkle::hex_encode(&Sha256::digest(&bytes)),
+        }))))
     }
 
     /// Whether the log's bytes end, at `s.log_len`, with the line `s` says was last.
-    fn tail_ok(&self, s: &TreeState, file_len: u64) -> Result<bool, AuditError> {
-        if s.log_len > file_len {
-            return Ok(false);
-        }
+    fn tail_ok(&self, s: &TreeState) -> Result<bool, AuditError> {
         let Some(last) = s.last_leaf else {
             return Ok(s.log_len == 0);
         };
@@ -854,21 +1184,24 @@ impl Writer {
         Ok(())
     }
 
-    /// Reconciles the checkpoint bookkeeping with the checkpoints file, truncating a torn final
-    /// note, and refuses a log shorter than its latest checkpoint.
-    fn sync_checkpoints(&mut self) -> Result<Option<PreparedEvent>, AuditError> {
-        let cp_len = self
-            .cps
-            .metadata()
-            .map_err(self.io("read audit checkpoints metadata"))?
-            .len();
-        if cp_len == self.st.cp_len && (cp_len > 0 || self.st.cp_size == 0) {
-            return Ok(None);
+    /// Reads the checkpoints file (`cp_len` bytes long), truncating a torn final note: returns the
+    /// latest checkpoint (its signature checked), the file's length after repair, and the
+    /// `recovered` event of a repair.
+    fn load_checkpoints(
+        &mut self,
+        cp_len: u64,
+    ) -> Result<(Option<Checkpoint>, u64, Option<PreparedEvent>), AuditError> {
+        let known = match &self.last_cp {
+            Some(cp) => cp.size() == self.st.cp_size,
+            None => cp_len == 0,
+        };
+        if cp_len == self.st.cp_len && known {
+            return Ok((self.last_cp.clone(), cp_len, None));
         }
         let data = std::fs::read(&self.cp_path)
             .map_err(|e| AuditError::io("read audit checkpoints file", &self.cp_path, e))?;
         let text = checkpoints_text(&data).ok_or_else(|| {
-            self.corrupt(
+            self.tampered(
                 self.st.size(),
                 format!(
                     "the checkpoints file `{}` is damaged (not UTF-8)",
@@ -894,57 +1227,46 @@ impl Writer {
                 "truncated_bytes": data.len() as u64 - end,
             })));
         }
-        // What this writer (or the state file) knows was signed already: never less than that.
-        let signed_before = self.st.cp_size;
-        self.st.cp_len = end;
-        self.st.cp_size = 0;
-        self.last_cp = None;
-        let latest = spans
-            .notes
-            .last()
-            .map(|(_, _, note)| unverified_size(note).unwrap_or(0))
-            .unwrap_or(0);
-        if latest < signed_before {
-            // Signing on would launder whatever happened to the entries those checkpoints covered.
-            return Err(self.corrupt(
-                latest,
-                format!(
-                    "checkpoints were removed from `{}`: it ends at tree size {latest} but {signed_before} entries were signed; \
-                     run `agentsafe audit verify` with a checkpoint saved elsewhere",
-                    self.cp_path.display()
-                ),
-            ));
-        }
-        if let Some((_, _, note)) = spans.notes.last() {
-            let cp = Checkpoint::from_note(note, &self.key.verifying_key()).map_err(|e| {
-                self.corrupt(
-                    self.st.size(),
-                    format!(
-                        "the latest checkpoint in `{}` is not this log's: {e}",
-                        self.cp_path.display()
-                    ),
-                )
-            })?;
-            if cp.size() > self.st.size() {
-                return Err(self.corrupt(
-                    self.st.size(),
-                    format!(
-                        "the log holds {} entries but its latest checkpoint covers {}: entries were deleted",
-                        self.st.size(),
-                        cp.size()
-                    ),
-                ));
+        let latest = match spans.notes.last() {
+            None => None,
+            Some((_, _, note)) => {
+                let cp = Checkpoint::from_note(note, &self.key.verifying_key()).map_err(|e| {
+                    self.tampered(
+                        unverified_size(note).unwrap_or(0),
+                        format!(
+                            "the latest checkpoint in `{}` is not this log's: {e}",
+                            self.cp_path.display()
+                        ),
+                    )
+                })?;
+                Some(cp)
             }
-            if cp.size() == self.st.size() && !cp.root().ct_eq(&self.st.range.root()) {
-                return Err(self.corrupt(
-                    self.st.size().saturating_sub(1),
-                    "the log does not match its latest checkpoint; run `agentsafe audit verify`",
-                ));
-            }
-            self.st.cp_size = cp.size();
-            self.last_cp = Some(cp);
+        };
+        Ok((latest, end, recovery))
+    }
+}
+
+/// What the state file held when the writer last read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateKind {
+    /// An authenticated record.
+    Authenticated,
+    /// No state file, or an empty one.
+    Missing,
+    /// A state file of an earlier version (not authenticated).
+    Legacy,
+    /// A damaged state file, or one whose MAC does not verify.
+    Invalid,
+}
+
+impl StateKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Authenticated => "authenticated",
+            StateKind::Missing => "missing",
+            StateKind::Legacy => "legacy",
+            StateKind::Invalid => "invalid",
         }
-        Ok(recovery)
     }
 }
 
@@ -974,7 +1296,157 @@ fn duplicate(e: &AuditError) -> AuditError {
             seq: *seq,
             reason: reason.clone(),
         },
+        AuditError::Tampered { path, seq, reason } => AuditError::Tampered {
+            path: path.clone(),
+            seq: *seq,
+            reason: reason.clone(),
+        },
         AuditError::Closed(p) => AuditError::Closed(p.clone()),
         other => AuditError::Encode(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        reason = "test code: a panic is a test failure"
+    )]
+
+    use super::*;
+
+    fn cfg() -> AuditConfig {
+        AuditConfig {
+            checkpoint_interval: Duration::ZERO.into(),
+            checkpoint_every: 0,
+            ..AuditConfig::default()
+        }
+    }
+
+    fn items(n: u64) -> Vec<Item> {
+        (0..n)
+            .map(|i| {
+                let ev = AuditEvent::custom(EventType::Execution, json!({ "n": i }));
+                (ev.prepare().unwrap(), None)
+            })
+            .collect()
+    }
+
+    /// A writer that has appended `n` entries, then announced a batch of two more in its state
+    /// and written `keep(batch length)` bytes of it before "dying" (it is dropped without
+    /// closing). Returns where the batch starts and how many bytes of it were written.
+    fn crash_mid_batch(
+        dir: &Path,
+        key: &SigningKey,
+        n: u64,
+        keep: fn(usize) -> usize,
+    ) -> (u64, usize) {
+        let path = dir.join("audit.jsonl");
+        let mut w = Writer::new(&path, key.clone(), &cfg(), Arc::new(Vec::new())).unwrap();
+        w.with_lock(|w| {
+            w.sync_tail()?;
+            w.append_locked(items(n))
+        })
+        .unwrap();
+        let base = w.st.clone();
+        let mut batch = Vec::new();
+        for (event, _) in items(2) {
+            let line = assemble(
+                w.st.size(),
+                "\"2025-01-01T00:00:00Z\"",
+                w.st.last_leaf.as_ref(),
+                &event,
+            );
+            w.st.push(leaf_hash(&line), (line.len() + 1) as u64);
+            batch.extend_from_slice(&line);
+            batch.push(b'\n');
+        }
+        let announce = SavedState {
+            tree: w.st.clone(),
+            base: Some(base.clone()),
+        };
+        w.write_state(&announce, true).unwrap();
+        let keep = keep(batch.len());
+        (&w.log).write_all(&batch[..keep]).unwrap();
+        (base.log_len, keep)
+    }
+
+    fn entries(dir: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_announced_batch_torn_by_a_crash_is_cut_off_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5u8; 32]);
+        // One and a half lines of the two announced ones reached the log.
+        let (base_len, kept) = crash_mid_batch(dir.path(), &key, 3, |len| len * 3 / 4);
+        let log =
+            AuditLog::open(&dir.path().join("audit.jsonl"), key.clone().into(), &cfg()).unwrap();
+        log.append(AuditEvent::custom(EventType::Execution, json!({})))
+            .unwrap();
+        log.close().unwrap();
+        let entries = entries(dir.path());
+        assert_eq!(entries.len(), 5, "3 entries, the recovery, 1 entry");
+        assert_eq!(entries[3]["event"], "recovered");
+        assert_eq!(entries[3]["body"]["reason"], "torn_tail");
+        assert_eq!(entries[3]["body"]["offset"], base_len);
+        assert_eq!(entries[3]["body"]["truncated_bytes"], kept);
+        crate::verify_log(&dir.path().join("audit.jsonl"), &key.verifying_key(), None).unwrap();
+    }
+
+    #[test]
+    fn an_announced_batch_written_whole_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5u8; 32]);
+        // The crash came after the write, before the commit record.
+        crash_mid_batch(dir.path(), &key, 3, |len| len);
+        let log =
+            AuditLog::open(&dir.path().join("audit.jsonl"), key.clone().into(), &cfg()).unwrap();
+        log.close().unwrap();
+        let entries = entries(dir.path());
+        assert_eq!(entries.len(), 5);
+        assert!(entries.iter().all(|e| e["event"] != "recovered"));
+        crate::verify_log(&dir.path().join("audit.jsonl"), &key.verifying_key(), None).unwrap();
+    }
+
+    #[test]
+    fn an_announced_batch_that_never_reached_the_log_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5u8; 32]);
+        crash_mid_batch(dir.path(), &key, 3, |_| 0);
+        let log =
+            AuditLog::open(&dir.path().join("audit.jsonl"), key.clone().into(), &cfg()).unwrap();
+        log.close().unwrap();
+        assert_eq!(entries(dir.path()).len(), 3);
+    }
+
+    #[test]
+    fn lines_after_an_announced_batch_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5u8; 32]);
+        crash_mid_batch(dir.path(), &key, 3, |len| len);
+        let path = dir.path().join("audit.jsonl");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let last = text.lines().last().unwrap().to_owned();
+        let prev = leaf_hash(last.as_bytes());
+        let forged = assemble(
+            5,
+            "\"2025-01-01T00:00:00Z\"",
+            Some(&prev),
+            &AuditEvent::custom(EventType::Approval, json!({"approved": true}))
+                .prepare()
+                .unwrap(),
+        );
+        text.push_str(std::str::from_utf8(&forged).unwrap());
+        text.push('\n');
+        std::fs::write(&path, text).unwrap();
+        let err = AuditLog::open(&path, key.into(), &cfg()).unwrap_err();
+        assert!(matches!(err, AuditError::Tampered { seq: 5, .. }), "{err}");
     }
 }

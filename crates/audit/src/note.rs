@@ -1,17 +1,29 @@
 //! Signed checkpoints in the C2SP signed-note and tlog-checkpoint formats.
 //!
-//! A checkpoint body is
+//! A checkpoint body is exactly the three lines C2SP tlog-checkpoint requires, with no extension
+//! lines:
 //!
 //! ```text
 //! <origin>
 //! <tree size>
 //! <base64 root hash>
-//! agentsafe/audit/v1
 //! ```
 //!
-//! followed by a blank line and one signature line `— <origin> base64(key id || Ed25519 signature)`.
-//! The signature covers the whole body, origin and the `agentsafe/audit/v1` extension line
-//! included, so it cannot be replayed as any other kind of signed statement.
+//! followed by a blank line and one signature line `— <origin> base64(key id || Ed25519 signature)`,
+//! so independent tlog tooling (witnesses, the Go `sumdb/note` and `tlog` packages) parses them.
+//!
+//! Domain separation lives where C2SP puts it: in the origin line, which names the log (by
+//! default `agentsafe.local/audit`: agentsafe's audit log), and in the signature's key name (the
+//! origin again) and key id, `SHA-256(key name || 0x0A || 0x01 || public key)[..4]`, which bind
+//! every signature to this log's name and key. The audit key signs nothing but these notes (the
+//! keys it derives for redaction and the state file are HMAC keys, each under its own label), so
+//! a checkpoint signature cannot be replayed as any other kind of signed statement.
+//!
+//! Checkpoints written before this format carried a fourth line, the extension
+//! [`LEGACY_AUDIT_EXTENSION`] (`agentsafe/audit/v1`); C2SP marks extension lines NOT RECOMMENDED
+//! and some verifiers refuse them, so they are no longer written, but verification still accepts
+//! that one extension line (it is covered by the signature like the rest), so old logs verify.
+//! Any other extension line is refused.
 
 use std::fmt;
 
@@ -22,8 +34,9 @@ use crate::AuditError;
 use crate::keys::key_id;
 use crate::merkle::Hash;
 
-/// The extension line that domain-separates agentsafe audit checkpoints.
-pub const AUDIT_EXTENSION: &str = "agentsafe/audit/v1";
+/// The extension line that checkpoints written by earlier versions carry (and that verification
+/// still accepts); new checkpoints have none.
+pub const LEGACY_AUDIT_EXTENSION: &str = "agentsafe/audit/v1";
 
 const EM_DASH_PREFIX: &str = "\u{2014} ";
 
@@ -50,12 +63,9 @@ impl fmt::Debug for Checkpoint {
 }
 
 impl Checkpoint {
-    /// The checkpoint body (note text) for a tree head.
+    /// The checkpoint body (note text) for a tree head: origin, tree size and root, one per line.
     pub fn body(origin: &str, size: u64, root: &Hash) -> String {
-        format!(
-            "{origin}\n{size}\n{}\n{AUDIT_EXTENSION}\n",
-            root.to_base64()
-        )
+        format!("{origin}\n{size}\n{}\n", root.to_base64())
     }
 
     /// Signs a tree head with `key`, using `origin` as the key name.
@@ -78,8 +88,9 @@ impl Checkpoint {
         })
     }
 
-    /// Parses a signed note and checks that it is an agentsafe audit checkpoint signed by `key`
-    /// (key name equal to the origin).
+    /// Parses a signed note and checks that it is a checkpoint signed by `key` under the key name
+    /// equal to its origin. Checkpoints with the legacy `agentsafe/audit/v1` extension line are
+    /// accepted too.
     ///
     /// # Errors
     /// When the note is malformed, is not an audit checkpoint, or carries no valid signature by `key`.
@@ -100,10 +111,13 @@ impl Checkpoint {
             .ok_or_else(|| AuditError::Checkpoint(format!("invalid tree size `{size_line}`")))?;
         let root = Hash::from_base64(root_line)
             .ok_or_else(|| AuditError::Checkpoint(format!("invalid root hash `{root_line}`")))?;
-        if !extensions.contains(&AUDIT_EXTENSION) {
-            return Err(AuditError::Checkpoint(format!(
-                "not an agentsafe audit checkpoint (no `{AUDIT_EXTENSION}` line)"
-            )));
+        match extensions.as_slice() {
+            [] | [LEGACY_AUDIT_EXTENSION] => {}
+            _ => {
+                return Err(AuditError::Checkpoint(format!(
+                    "unexpected extension lines in the checkpoint for tree size {size} (only the legacy `{LEGACY_AUDIT_EXTENSION}` line is accepted)"
+                )));
+            }
         }
         let id = key_id(origin, key);
         let mut found = false;

@@ -101,6 +101,18 @@ impl S3Location {
         (first <= last).then_some((first, last))
     }
 
+    /// The key of the object holding the signed checkpoint of tree size `size` with root `root`:
+    /// `<prefix>/checkpoints/<size:020>-<root hex>.checkpoint`. It is not a batch name
+    /// ([`S3Location::parse_object_key`] gives `None`), and two different checkpoints never share
+    /// a key.
+    pub fn checkpoint_key(&self, size: u64, root: &crate::Hash) -> String {
+        format!(
+            "{}checkpoints/{size:020}-{}.checkpoint",
+            self.key_prefix(),
+            root.to_hex()
+        )
+    }
+
     /// `<prefix>/`, or the empty string without a prefix.
     pub fn key_prefix(&self) -> String {
         if self.prefix.is_empty() {
@@ -571,6 +583,7 @@ impl S3Client {
         bucket: &str,
         key: &str,
         body: &[u8],
+        content_type: &str,
     ) -> Result<PutOutcome, S3Failure> {
         let what = format!("put `{key}` in bucket `{bucket}`");
         let call = Call {
@@ -578,10 +591,7 @@ impl S3Client {
             bucket,
             key: Some(key),
             query: &[],
-            headers: &[
-                ("content-type", "application/x-ndjson"),
-                ("if-none-match", "*"),
-            ],
+            headers: &[("content-type", content_type), ("if-none-match", "*")],
             body,
         };
         match self.exchange(&what, &call) {
@@ -615,7 +625,7 @@ impl S3Client {
         key: &str,
         body: &[u8],
     ) -> Result<PutOutcome, AuditError> {
-        self.put_object_new_inner(bucket, key, body)
+        self.put_object_new_inner(bucket, key, body, "application/x-ndjson")
             .map_err(|f| f.into_error(&format!("s3://{bucket}")))
     }
 
@@ -864,6 +874,13 @@ mod tests {
         let l: S3Location = "s3://audit-bucket/agentsafe/prod/".parse().unwrap();
         assert_eq!((l.bucket(), l.prefix()), ("audit-bucket", "agentsafe/prod"));
         assert_eq!(l.to_string(), "s3://audit-bucket/agentsafe/prod");
+        // Checkpoint objects are not batches either.
+        let cp = l.checkpoint_key(99, &crate::merkle::leaf_hash(b"x"));
+        assert!(
+            cp.starts_with("agentsafe/prod/checkpoints/00000000000000000099-"),
+            "{cp}"
+        );
+        assert_eq!(l.parse_object_key(&cp), None);
         let bare: S3Location = "s3://audit-bucket".parse().unwrap();
         assert_eq!(bare.prefix(), "");
         assert_eq!(bare.to_string(), "s3://audit-bucket");
@@ -925,6 +942,13 @@ mod tests {
         ] {
             assert_eq!(l.parse_object_key(other), None, "{other}");
         }
+        // Checkpoint objects are not batches either.
+        let cp = l.checkpoint_key(99, &crate::merkle::leaf_hash(b"x"));
+        assert!(
+            cp.starts_with("p/checkpoints/00000000000000000099-"),
+            "{cp}"
+        );
+        assert_eq!(l.parse_object_key(&cp), None);
         let bare: S3Location = "s3://audit-bucket".parse().unwrap();
         assert_eq!(
             bare.object_key(5, 6),

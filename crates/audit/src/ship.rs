@@ -5,6 +5,27 @@
 //! Two ways: a [`Shipper`] attached to an open log runs on its own thread, fed through a bounded
 //! buffer that never blocks an append (overflow is dropped and counted); and [`ship_log`], used by
 //! `agentsafe audit ship`, reads the log from a persisted cursor so it can resume.
+//!
+//! # Checkpoints go along
+//!
+//! The latest signed checkpoint travels with the entries, so the destination holds a witness
+//! that catches a log later cut back or rolled back together with its checkpoints and state
+//! (which no check on the log's own machine can): `agentsafe audit verify --checkpoint` with a
+//! shipped checkpoint fails on such a log.
+//!
+//! * `file:PATH`: the checkpoint's signed note is appended to `PATH.checkpoints` when it is newer
+//!   than the last one there, so the copy is a log with its own checkpoints file that
+//!   `agentsafe audit verify PATH` checks with the public key alone.
+//! * `http(s)://URL`: every batch ends with one more CloudEvent, of type
+//!   `dev.agentsafe.audit.checkpoint` ([`CLOUDEVENT_CHECKPOINT_TYPE`]), id
+//!   `checkpoint-<size>-<root hex>`, whose `data` is `{"origin", "size", "root" (hex), "note"
+//!   (the signed note)}`; after the last entries, a batch with only that event carries the final
+//!   checkpoint.
+//! * `s3://BUCKET/PREFIX`: the note is put as `<prefix>/checkpoints/<size:020>-<root hex>.checkpoint`
+//!   ([`S3Location::checkpoint_key`]), never overwritten.
+//!
+//! Checkpoints are shipped as they are; the destination checks them with the public key
+//! ([`crate::Checkpoint::from_note`]).
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
@@ -21,14 +42,70 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Destination, ShipTarget};
-use crate::merkle::{hex_encode, leaf_hash};
-use crate::s3::{S3Client, S3Location};
+use crate::merkle::{Hash, hex_encode, leaf_hash};
+use crate::note::{Checkpoint, checkpoints_text, split_notes, unverified_size};
+use crate::s3::{PutOutcome, S3Client, S3Location};
+use crate::verify::CheckpointSummary;
 use crate::{AuditError, sibling};
 
 /// The CloudEvents `type` prefix; the entry's event type is appended.
 pub const CLOUDEVENT_TYPE_PREFIX: &str = "dev.agentsafe.audit.";
 /// The media type of a batch.
 pub const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
+/// The CloudEvents `type` of the checkpoint event that ends each batch.
+pub const CLOUDEVENT_CHECKPOINT_TYPE: &str = "dev.agentsafe.audit.checkpoint";
+
+/// A signed checkpoint on its way out: read from a verified [`Checkpoint`] (the live shipper) or
+/// from the log's checkpoints file ([`ship_log`], which holds no key; destinations verify).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShipCheckpoint {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+    pub note: Arc<str>,
+}
+
+impl From<&Checkpoint> for ShipCheckpoint {
+    fn from(cp: &Checkpoint) -> Self {
+        ShipCheckpoint {
+            origin: cp.origin().to_owned(),
+            size: cp.size(),
+            root: cp.root(),
+            note: Arc::from(cp.note()),
+        }
+    }
+}
+
+impl ShipCheckpoint {
+    /// Reads origin, size and root from a note without checking its signature.
+    fn parse_unverified(note: &str) -> Option<ShipCheckpoint> {
+        let mut lines = note.lines();
+        let origin = lines.next()?.to_owned();
+        let size = unverified_size(note)?;
+        let root = lines.nth(1).and_then(Hash::from_base64)?;
+        Some(ShipCheckpoint {
+            origin,
+            size,
+            root,
+            note: Arc::from(note),
+        })
+    }
+
+    fn summary(&self) -> CheckpointSummary {
+        CheckpointSummary {
+            origin: self.origin.clone(),
+            size: self.size,
+            root: self.root,
+        }
+    }
+}
+
+/// What the live shipper's queue carries, in log order.
+#[derive(Debug, Clone)]
+pub(crate) enum ShipMsg {
+    Entry(ShipItem),
+    Checkpoint(ShipCheckpoint),
+}
 
 /// One committed entry on its way out.
 #[derive(Debug, Clone)]
@@ -86,7 +163,9 @@ impl SharedStats {
 #[derive(Debug)]
 pub struct Shipper {
     dest: Destination,
-    tx: Mutex<Option<SyncSender<ShipItem>>>,
+    tx: Mutex<Option<SyncSender<ShipMsg>>>,
+    /// The newest checkpoint offered, for when the queue was full as it was offered.
+    latest_cp: Arc<Mutex<Option<ShipCheckpoint>>>,
     stats: Arc<SharedStats>,
     deadline: Arc<Mutex<Option<Instant>>>,
     closing: Arc<AtomicBool>,
@@ -110,6 +189,7 @@ impl Shipper {
         let stats = Arc::new(SharedStats::default());
         let deadline = Arc::new(Mutex::new(None));
         let closing = Arc::new(AtomicBool::new(false));
+        let latest_cp = Arc::new(Mutex::new(None));
         let sink = Sink::new(&target, origin)?;
         let worker = Worker {
             target: target.clone(),
@@ -117,6 +197,7 @@ impl Shipper {
             stats: Arc::clone(&stats),
             deadline: Arc::clone(&deadline),
             closing: Arc::clone(&closing),
+            latest_cp: Arc::clone(&latest_cp),
             log,
         };
         let handle = std::thread::Builder::new()
@@ -129,6 +210,7 @@ impl Shipper {
         Ok(Shipper {
             dest: target.to.clone(),
             tx: Mutex::new(Some(tx)),
+            latest_cp,
             stats,
             deadline,
             closing,
@@ -140,20 +222,36 @@ impl Shipper {
     /// Queues an entry without blocking; returns `false` (and counts a drop) when the buffer is full
     /// or the shipper is closed.
     pub(crate) fn offer(&self, item: ShipItem) -> bool {
-        let sent = match self.tx.lock() {
+        let sent = self.try_send(ShipMsg::Entry(item));
+        if !sent {
+            self.stats.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        sent
+    }
+
+    /// Queues a checkpoint after the entries it covers, without blocking. When the queue is full
+    /// it still goes out, with the next batch or on close.
+    pub(crate) fn offer_checkpoint(&self, cp: &Checkpoint) {
+        let cp = ShipCheckpoint::from(cp);
+        if let Ok(mut latest) = self.latest_cp.lock()
+            && latest.as_ref().is_none_or(|l| l.size < cp.size)
+        {
+            *latest = Some(cp.clone());
+        }
+        self.try_send(ShipMsg::Checkpoint(cp));
+    }
+
+    fn try_send(&self, msg: ShipMsg) -> bool {
+        match self.tx.lock() {
             Ok(guard) => match guard.as_ref() {
-                Some(tx) => match tx.try_send(item) {
+                Some(tx) => match tx.try_send(msg) {
                     Ok(()) => true,
                     Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
                 },
                 None => false,
             },
             Err(_) => false,
-        };
-        if !sent {
-            self.stats.dropped.fetch_add(1, Ordering::SeqCst);
         }
-        sent
     }
 
     /// The destination.
@@ -197,6 +295,7 @@ struct Worker {
     stats: Arc<SharedStats>,
     deadline: Arc<Mutex<Option<Instant>>>,
     closing: Arc<AtomicBool>,
+    latest_cp: Arc<Mutex<Option<ShipCheckpoint>>>,
     log: Option<PathBuf>,
 }
 
@@ -211,29 +310,81 @@ impl Worker {
                 .is_some_and(|d| Instant::now() >= d)
     }
 
-    fn run(self, rx: &Receiver<ShipItem>) {
+    fn run(self, rx: &Receiver<ShipMsg>) {
         let mut persisted = (0u64, 0u64);
         let mut last_persist = Instant::now();
         let batch_size = self.target.batch_size.max(1);
+        // The newest checkpoint that arrived after the entries it covers, and the size of the
+        // last one delivered.
+        let mut latest: Option<ShipCheckpoint> = None;
+        let mut delivered = 0u64;
+        let newer = |cp: &ShipCheckpoint, than: Option<&ShipCheckpoint>| {
+            than.is_none_or(|t| t.size < cp.size)
+        };
         while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
+            let mut batch = Vec::new();
+            let mut take = |m: ShipMsg, batch: &mut Vec<ShipItem>| match m {
+                ShipMsg::Entry(item) => batch.push(item),
+                ShipMsg::Checkpoint(cp) => {
+                    if newer(&cp, latest.as_ref()) {
+                        latest = Some(cp);
+                    }
+                }
+            };
+            take(first, &mut batch);
             while batch.len() < batch_size {
                 match rx.try_recv() {
-                    Ok(item) => batch.push(item),
+                    Ok(m) => take(m, &mut batch),
                     Err(_) => break,
                 }
             }
-            self.deliver_with_retry(&batch);
+            let fresh = latest.as_ref().is_some_and(|cp| cp.size > delivered);
+            if (!batch.is_empty() || fresh)
+                && self.deliver_with_retry(&batch, latest.as_ref())
+                && let Some(cp) = &latest
+            {
+                delivered = delivered.max(cp.size);
+            }
             if last_persist.elapsed() >= Duration::from_secs(1) {
                 self.persist(&mut persisted);
                 last_persist = Instant::now();
             }
         }
+        // Closing: the final checkpoint, also when the queue had no room for it.
+        let offered = self.latest_cp.lock().ok().and_then(|l| l.clone());
+        if let Some(cp) = offered.filter(|cp| newer(cp, latest.as_ref())) {
+            latest = Some(cp);
+        }
+        if let Some(cp) = latest.filter(|cp| cp.size > delivered) {
+            self.deliver_with_retry(&[], Some(&cp));
+        }
         self.persist(&mut persisted);
     }
 
-    fn deliver_with_retry(&self, batch: &[ShipItem]) {
-        let n = batch.len() as u64;
+    /// Delivers a batch and the latest checkpoint, retrying; returns whether the checkpoint
+    /// arrived (or was there already).
+    fn deliver_with_retry(&self, batch: &[ShipItem], cp: Option<&ShipCheckpoint>) -> bool {
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            if self.retry(n, || self.sink.deliver(batch, cp)).is_err() {
+                return false;
+            }
+            self.stats.shipped.fetch_add(n, Ordering::SeqCst);
+            if self.sink.sends_checkpoints_in_batches() {
+                return cp.is_some();
+            }
+        }
+        match cp {
+            Some(cp) => self
+                .retry(0, || self.sink.deliver_checkpoint(cp).map(|_| ()))
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the close deadline passes (then the
+    /// `n` entries at stake are counted as dropped).
+    fn retry(&self, n: u64, attempt: impl Fn() -> Result<(), Failure>) -> Result<(), ()> {
         let mut delay = self
             .target
             .retry_initial
@@ -242,17 +393,14 @@ impl Worker {
         loop {
             if self.past_deadline() {
                 self.stats.dropped.fetch_add(n, Ordering::SeqCst);
-                return;
+                return Err(());
             }
-            match self.sink.deliver(batch) {
-                Ok(()) => {
-                    self.stats.shipped.fetch_add(n, Ordering::SeqCst);
-                    return;
-                }
+            match attempt() {
+                Ok(()) => return Ok(()),
                 Err(Failure::Permanent(e)) => {
                     self.stats.set_error(e);
                     self.stats.dropped.fetch_add(n, Ordering::SeqCst);
-                    return;
+                    return Err(());
                 }
                 Err(Failure::Retry(e)) => {
                     self.stats.set_error(e);
@@ -295,7 +443,11 @@ enum Failure {
 }
 
 enum Sink {
-    File(PathBuf),
+    File {
+        path: PathBuf,
+        /// The size of the last checkpoint in `<path>.checkpoints` (read on first use).
+        cp_size: Mutex<Option<Option<u64>>>,
+    },
     Http {
         url: String,
         source: String,
@@ -304,6 +456,8 @@ enum Sink {
     S3 {
         client: S3Client,
         location: S3Location,
+        /// The size of the last checkpoint this sink put.
+        cp_size: Mutex<Option<u64>>,
     },
 }
 
@@ -324,8 +478,12 @@ impl Sink {
                     },
                 })?,
                 location: location.clone(),
+                cp_size: Mutex::new(None),
             },
-            Destination::File(p) => Sink::File(p.clone()),
+            Destination::File(p) => Sink::File {
+                path: p.clone(),
+                cp_size: Mutex::new(None),
+            },
             Destination::Http(url) => {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .timeout_global(Some(target.timeout.get()))
@@ -341,9 +499,72 @@ impl Sink {
         })
     }
 
-    fn deliver(&self, batch: &[ShipItem]) -> Result<(), Failure> {
+    /// Whether a checkpoint travels inside the batch (HTTP) rather than on its own.
+    fn sends_checkpoints_in_batches(&self) -> bool {
+        matches!(self, Sink::Http { .. })
+    }
+
+    /// Delivers a checkpoint on its own unless the destination has it (or a newer one) already;
+    /// returns whether it was sent.
+    fn deliver_checkpoint(&self, cp: &ShipCheckpoint) -> Result<bool, Failure> {
         match self {
-            Sink::S3 { client, location } => {
+            Sink::File { path, cp_size } => {
+                let cps = sibling(path, "checkpoints");
+                let mut known = cp_size
+                    .lock()
+                    .map_err(|_| Failure::Permanent("the shipper's state is poisoned".into()))?;
+                let last = match *known {
+                    Some(last) => last,
+                    None => last_checkpoint_size(&cps),
+                };
+                if last.is_some_and(|l| l >= cp.size) {
+                    *known = Some(last);
+                    return Ok(false);
+                }
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&cps)
+                    .and_then(|mut f| f.write_all(cp.note.as_bytes()).and_then(|()| f.sync_data()))
+                    .map_err(|e| {
+                        Failure::Retry(format!("cannot append to `{}`: {e}", cps.display()))
+                    })?;
+                *known = Some(Some(cp.size));
+                Ok(true)
+            }
+            Sink::S3 {
+                client,
+                location,
+                cp_size,
+            } => {
+                let mut known = cp_size
+                    .lock()
+                    .map_err(|_| Failure::Permanent("the shipper's state is poisoned".into()))?;
+                if known.is_some_and(|l| l >= cp.size) {
+                    return Ok(false);
+                }
+                let key = location.checkpoint_key(cp.size, &cp.root);
+                let outcome = client
+                    .put_object_new_inner(
+                        location.bucket(),
+                        &key,
+                        cp.note.as_bytes(),
+                        "text/plain; charset=utf-8",
+                    )
+                    .map_err(s3_failure)?;
+                *known = Some(cp.size);
+                Ok(outcome == PutOutcome::Created)
+            }
+            Sink::Http { .. } => self.deliver(&[], Some(cp)).map(|()| true),
+        }
+    }
+
+    /// Delivers entries; an HTTP batch also carries `cp` as its last event.
+    fn deliver(&self, batch: &[ShipItem], cp: Option<&ShipCheckpoint>) -> Result<(), Failure> {
+        match self {
+            Sink::S3 {
+                client, location, ..
+            } => {
                 // One object per run of consecutive entries: an object's name promises every
                 // entry from its first to its last seq (the in-process shipper may have dropped
                 // some in between).
@@ -353,12 +574,17 @@ impl Sink {
                     };
                     let key = location.object_key(first.seq, last.seq);
                     client
-                        .put_object_new_inner(location.bucket(), &key, &jsonl(run))
+                        .put_object_new_inner(
+                            location.bucket(),
+                            &key,
+                            &jsonl(run),
+                            "application/x-ndjson",
+                        )
                         .map_err(s3_failure)?;
                 }
                 Ok(())
             }
-            Sink::File(path) => {
+            Sink::File { path, .. } => {
                 let bytes = jsonl(batch);
                 OpenOptions::new()
                     .create(true)
@@ -370,7 +596,8 @@ impl Sink {
                     })
             }
             Sink::Http { url, source, agent } => {
-                let events: Vec<Value> = batch.iter().map(|i| cloud_event(source, i)).collect();
+                let mut events: Vec<Value> = batch.iter().map(|i| cloud_event(source, i)).collect();
+                events.extend(cp.map(|cp| checkpoint_event(source, cp)));
                 let body =
                     serde_json::to_vec(&events).map_err(|e| Failure::Permanent(e.to_string()))?;
                 match agent
@@ -431,6 +658,47 @@ fn cloud_event(source: &str, item: &ShipItem) -> Value {
     Value::Object(ev)
 }
 
+/// The CloudEvents 1.0 event for a checkpoint: `id` `checkpoint-<size>-<root hex>`, `data` its
+/// origin, size, root (hex) and signed note.
+fn checkpoint_event(source: &str, cp: &ShipCheckpoint) -> Value {
+    let mut data = Map::new();
+    data.insert("origin".into(), Value::String(cp.origin.clone()));
+    data.insert("size".into(), Value::from(cp.size));
+    data.insert("root".into(), Value::String(cp.root.to_hex()));
+    data.insert("note".into(), Value::String(cp.note.to_string()));
+    let mut ev = Map::new();
+    ev.insert("specversion".into(), Value::String("1.0".into()));
+    ev.insert(
+        "id".into(),
+        Value::String(format!("checkpoint-{}-{}", cp.size, cp.root.to_hex())),
+    );
+    ev.insert("source".into(), Value::String(source.to_owned()));
+    ev.insert(
+        "type".into(),
+        Value::String(CLOUDEVENT_CHECKPOINT_TYPE.into()),
+    );
+    ev.insert(
+        "datacontenttype".into(),
+        Value::String("application/json".into()),
+    );
+    ev.insert("data".into(), Value::Object(data));
+    Value::Object(ev)
+}
+
+/// The latest complete checkpoint note of a checkpoints file, unverified.
+fn latest_note(path: &Path) -> Option<ShipCheckpoint> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = checkpoints_text(&bytes)?;
+    let spans = split_notes(text);
+    let (_, _, note) = spans.notes.last()?;
+    ShipCheckpoint::parse_unverified(note)
+}
+
+/// The tree size of the last checkpoint of a checkpoints file (`None` when it has none).
+fn last_checkpoint_size(path: &Path) -> Option<u64> {
+    latest_note(path).map(|cp| cp.size)
+}
+
 /// Where `agentsafe audit ship` left off for one destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Cursor {
@@ -454,6 +722,10 @@ pub struct ShipReport {
     /// in-process shipper), checked byte for byte and not sent again.
     #[serde(default)]
     pub skipped: u64,
+    /// The latest signed checkpoint of the log, when this run sent it (with the batches for
+    /// HTTP, on its own for a file or S3, where it is not sent again once there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointSummary>,
 }
 
 /// The cursor file of a destination, beside the log.
@@ -493,6 +765,9 @@ pub fn ship_log(
         reason,
     };
     let sink = Sink::new(target, origin)?;
+    // The latest checkpoint now; it covers no more than the entries shipped below.
+    let checkpoint = latest_note(&crate::verify::checkpoints_path(log));
+    let mut checkpoint_sent = false;
     let cpath = cursor_path(log, &target.to);
     let saved: Option<Cursor> = std::fs::read(&cpath)
         .ok()
@@ -538,7 +813,9 @@ pub fn ship_log(
     let from_seq = seq;
     // Entry ranges already at the destination, in order (S3 only).
     let mut covered: VecDeque<(u64, u64)> = match &sink {
-        Sink::S3 { client, location } => {
+        Sink::S3 {
+            client, location, ..
+        } => {
             let start_after = format!("{}{seq:020}", location.key_prefix());
             let keys = retrying(target, || {
                 client
@@ -573,7 +850,10 @@ pub fn ship_log(
             if first > seq {
                 break;
             }
-            let Sink::S3 { client, location } = &sink else {
+            let Sink::S3 {
+                client, location, ..
+            } = &sink
+            else {
                 break;
             };
             let mut bytes = Vec::new();
@@ -651,7 +931,8 @@ pub fn ship_log(
         if batch.is_empty() {
             break;
         }
-        retrying(target, || sink.deliver(&batch)).map_err(&ship_err)?;
+        retrying(target, || sink.deliver(&batch, checkpoint.as_ref())).map_err(&ship_err)?;
+        checkpoint_sent |= checkpoint.is_some() && sink.sends_checkpoints_in_batches();
         let n = batch.len() as u64;
         seq += n;
         offset += batch_bytes;
@@ -666,12 +947,20 @@ pub fn ship_log(
         )?;
         let _ = crate::counters::add_ship_counts(log, &dest, n, 0);
     }
+    if let Some(cp) = &checkpoint
+        && !checkpoint_sent
+    {
+        checkpoint_sent = retrying(target, || sink.deliver_checkpoint(cp)).map_err(&ship_err)?;
+    }
     Ok(ShipReport {
         destination: dest,
         from_seq,
         next_seq: seq,
         shipped,
         skipped,
+        checkpoint: checkpoint
+            .filter(|_| checkpoint_sent)
+            .map(|cp| cp.summary()),
     })
 }
 

@@ -226,7 +226,9 @@ const KAT_LEAVES: [&str; 3] = [
 const KAT_ROOT: &str = "e258a127bc72d1461c65a6a23f802c22e1f3ef0f68fd9f9004bc091779d04759";
 const KAT_HMAC: &str =
     "hmac-sha256:2b5c736b264bc82cb697bd412d27d6ad5ecfdd0fe44e6370c159135cd8210789";
-const KAT_CHECKPOINT: &str = "agentsafe.local/audit\n3\n4lihJ7xy0UYcZaaiP4AsIuHz7w9o/Z+QBLwJF3nQR1k=\nagentsafe/audit/v1\n\n\u{2014} agentsafe.local/audit PqRaJIjYlexWXUief363Hi+oedL3LAnbmPZxiVzszlgble6ECLy1YVgNOVnQd5ShF6sfKe9BYTJNH1sGwtk2r+1suAs=\n";
+/// C2SP tlog-checkpoint without extension lines (regenerated when the `agentsafe/audit/v1`
+/// extension line was dropped; signature cross-checked with Python `cryptography`).
+const KAT_CHECKPOINT: &str = "agentsafe.local/audit\n3\n4lihJ7xy0UYcZaaiP4AsIuHz7w9o/Z+QBLwJF3nQR1k=\n\n\u{2014} agentsafe.local/audit PqRaJK84gtrx77nOFuvx841YoVBgfIo0OsiXVcvcZ4wSOuAGLtoYpHcRyoLxOq8rmURqRmDs9Ps7i0D9GHVIsu+N9wk=\n";
 
 #[test]
 fn agentsafe_entries_leaves_root_and_checkpoint() {
@@ -277,4 +279,41 @@ fn entries_written_by_the_log_are_canonical_and_chained() {
         assert_eq!(value["prev"].as_str().map(h), prev);
         prev = Some(leaf_hash(line.as_bytes()));
     }
+}
+
+/// The checkpoint agentsafe wrote before it dropped the `agentsafe/audit/v1` extension line (for
+/// the same key and tree as [`KAT_CHECKPOINT`]): old logs carry such checkpoints, so they must
+/// still verify.
+const KAT_CHECKPOINT_WITH_EXTENSION: &str = "agentsafe.local/audit\n3\n4lihJ7xy0UYcZaaiP4AsIuHz7w9o/Z+QBLwJF3nQR1k=\nagentsafe/audit/v1\n\n\u{2014} agentsafe.local/audit PqRaJIjYlexWXUief363Hi+oedL3LAnbmPZxiVzszlgble6ECLy1YVgNOVnQd5ShF6sfKe9BYTJNH1sGwtk2r+1suAs=\n";
+
+#[test]
+fn checkpoints_are_plain_c2sp_tlog_checkpoints_without_extension_lines() {
+    let key = kat_key();
+    let cp = Checkpoint::sign("agentsafe.local/audit", 3, h(KAT_ROOT), &key).unwrap();
+    let (text, sigs) = cp.note().split_once("\n\n").unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "agentsafe.local/audit",
+            "3",
+            "4lihJ7xy0UYcZaaiP4AsIuHz7w9o/Z+QBLwJF3nQR1k="
+        ],
+        "origin, tree size and root hash, nothing else"
+    );
+    assert!(
+        sigs.starts_with("\u{2014} agentsafe.local/audit "),
+        "{sigs}"
+    );
+}
+
+#[test]
+fn old_checkpoints_with_the_extension_line_still_verify() {
+    let key = kat_key();
+    let old = Checkpoint::from_note(KAT_CHECKPOINT_WITH_EXTENSION, &key.verifying_key()).unwrap();
+    assert_eq!((old.size(), old.root()), (3, h(KAT_ROOT)));
+    assert_eq!(old.note(), KAT_CHECKPOINT_WITH_EXTENSION);
+    // The signature still covers the extension line: changing it breaks the checkpoint.
+    let edited = KAT_CHECKPOINT_WITH_EXTENSION.replace("agentsafe/audit/v1", "agentsafe/audit/v2");
+    assert!(Checkpoint::from_note(&edited, &key.verifying_key()).is_err());
 }

@@ -290,6 +290,46 @@ fn a_signing_key_beside_the_log_is_refused() {
     assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_signing_key_anywhere_under_the_log_folder_is_refused() {
+    let fx = Fixture::new();
+    let nested = fx.dir.path().join("keys").join("nested");
+    std::fs::create_dir_all(&nested).unwrap();
+    let key = nested.join("audit.key.pem");
+    agentsafe_audit::keys::write_signing_key(&key, &fx.key).unwrap();
+    let err = AuditLog::open(&fx.log, SigningKeySource::Path(key.clone()), &cfg()).unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // Reached through a symlinked folder outside the log's folder: still inside once resolved.
+    let link = fx.keys.path().join("linked-keys");
+    std::os::unix::fs::symlink(fx.dir.path().join("keys"), &link).unwrap();
+    let via_link = link.join("nested").join("audit.key.pem");
+    let err = AuditLog::open(&fx.log, SigningKeySource::Path(via_link), &cfg()).unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // A key file outside that is a symlink to a file inside the log's folder.
+    let file_link = fx.keys.path().join("audit-link.key.pem");
+    std::os::unix::fs::symlink(&key, &file_link).unwrap();
+    let err = AuditLog::open(&fx.log, SigningKeySource::Path(file_link), &cfg()).unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // The log's folder reached through a symlink, the key in a subfolder of its real path.
+    let log_link = fx.keys.path().join("linked-log");
+    std::os::unix::fs::symlink(fx.dir.path(), &log_link).unwrap();
+    let err = AuditLog::open(
+        &log_link.join("audit.jsonl"),
+        SigningKeySource::Path(key),
+        &cfg(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, AuditError::KeyBesideLog { .. }), "{err}");
+
+    // A key in a folder beside the log's folder (not under it) is fine.
+    let log = AuditLog::open(&fx.log, SigningKeySource::Path(fx.key_path()), &cfg()).unwrap();
+    log.close().unwrap();
+}
+
 #[test]
 fn secrets_never_appear_in_debug_output() {
     let fx = Fixture::new();
@@ -462,4 +502,43 @@ fn reading_the_tail_and_following_new_entries() {
         offset_of_last_lines(&fx.log, 0).unwrap(),
         std::fs::metadata(&fx.log).unwrap().len()
     );
+}
+
+#[test]
+fn a_log_with_old_format_checkpoints_still_opens_and_verifies() {
+    use agentsafe_audit::note::{LEGACY_AUDIT_EXTENSION, sign_note};
+    let fx = Fixture::new();
+    fx.write(3, &cfg());
+    // Rewrite its checkpoint in the old format, with the extension line.
+    let cp = agentsafe_audit::read_checkpoints(&fx.log, &fx.key.verifying_key()).unwrap();
+    let cp = cp.last().unwrap();
+    let old_body = format!(
+        "{}\n{}\n{}\n{LEGACY_AUDIT_EXTENSION}\n",
+        cp.origin(),
+        cp.size(),
+        cp.root().to_base64()
+    );
+    let old_note = sign_note(&old_body, cp.origin(), &fx.key).unwrap();
+    std::fs::write(fx.checkpoints(), &old_note).unwrap();
+    // A writer of this version appends after it; the new checkpoint has no extension line.
+    fx.write(2, &cfg());
+    let text = std::fs::read_to_string(fx.checkpoints()).unwrap();
+    assert!(text.starts_with(&old_note));
+    assert_eq!(text.matches(LEGACY_AUDIT_EXTENSION).count(), 1, "{text}");
+    let report = verify_log(&fx.log, &fx.key.verifying_key(), None).unwrap();
+    assert_eq!((report.entries, report.checkpoints), (5, 2));
+
+    // An unknown extension line is not accepted.
+    let odd = sign_note(
+        &format!(
+            "{}\n3\n{}\nsomething/else\n",
+            cp.origin(),
+            cp.root().to_base64()
+        ),
+        cp.origin(),
+        &fx.key,
+    )
+    .unwrap();
+    let err = agentsafe_audit::Checkpoint::from_note(&odd, &fx.key.verifying_key()).unwrap_err();
+    assert!(err.to_string().contains("extension"), "{err}");
 }

@@ -70,12 +70,29 @@ fn s3_target(location: &S3Location, batch_size: usize) -> ShipTarget {
     }
 }
 
-/// Every batch object under the location, in key order: `(first, last, lines)`.
+/// The checkpoint objects under the location, in key order: `(key, note)`.
+fn checkpoint_objects(client: &S3Client, location: &S3Location) -> Vec<(String, String)> {
+    let prefix = format!("{}checkpoints/", location.key_prefix());
+    client
+        .list_keys(location.bucket(), &prefix, None)
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            let body = client.get_object(location.bucket(), &k).unwrap();
+            (k, String::from_utf8(body).unwrap())
+        })
+        .collect()
+}
+
+/// Every batch object under the location, in key order: `(first, last, lines)`. Checkpoint
+/// objects (`<prefix>/checkpoints/...`) are left out.
 fn objects(client: &S3Client, location: &S3Location) -> Vec<(u64, u64, Vec<String>)> {
     let keys = client
         .list_keys(location.bucket(), &location.key_prefix(), None)
         .unwrap();
+    let checkpoints = format!("{}checkpoints/", location.key_prefix());
     keys.iter()
+        .filter(|k| !k.starts_with(&checkpoints))
         .map(|k| {
             let (first, last) = location
                 .parse_object_key(k)
@@ -157,11 +174,19 @@ fn the_in_process_shipper_puts_one_object_per_batch() {
         assert!(last - first < 8, "batch_size is respected");
     }
     assert_exactly_once(&fx, &objs);
+    // The final signed checkpoint went along, as a witness for the log.
+    let cps = checkpoint_objects(&s3, &location);
+    let (key, note) = cps.last().expect("no checkpoint object was put");
+    let cp = agentsafe_audit::Checkpoint::from_note(note, &fx.key.verifying_key()).unwrap();
+    assert_eq!(cp.size(), 30);
+    assert_eq!(key, &location.checkpoint_key(30, &cp.root()));
 
     // `ship_log` after the live shipper finds everything there and sends nothing again.
     let r = ship_log(&fx.log, &s3_target(&location, 8), ORIGIN, None).unwrap();
     assert_eq!((r.shipped, r.skipped, r.next_seq), (0, 30, 30));
+    assert_eq!(r.checkpoint, None, "the checkpoint was there already");
     assert_eq!(objects(&s3, &location), objs);
+    assert_eq!(checkpoint_objects(&s3, &location), cps);
 }
 
 #[test]

@@ -16,7 +16,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentsafe_audit::{AuditConfig, Destination, ShipTarget, SyncPolicy, read_counters, ship_log};
+use agentsafe_audit::{
+    AuditConfig, Destination, ShipTarget, SyncPolicy, read_checkpoints, read_counters, ship_log,
+    verify_log,
+};
 use common::{Fixture, cfg_with, event, read_lines};
 
 /// A request the test server received.
@@ -223,11 +226,23 @@ fn http_delivers_cloudevents_batches() {
         assert_eq!(r.path, "/ingest");
         assert_eq!(r.content_type, "application/cloudevents-batch+json");
         assert!(
-            r.body.as_array().unwrap().len() <= 8,
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] != "dev.agentsafe.audit.checkpoint")
+                .count()
+                <= 8,
             "batches respect batch_size"
         );
     }
-    let events = server.events();
+    // Entry events; each batch also carries the latest signed checkpoint as an event of its own
+    // (see `http_batches_carry_the_latest_signed_checkpoint`).
+    let events: Vec<serde_json::Value> = server
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] != "dev.agentsafe.audit.checkpoint")
+        .collect();
     let lines = fx.lines();
     assert_eq!(events.len(), 20);
     for (i, ev) in events.iter().enumerate() {
@@ -261,7 +276,7 @@ fn http_failures_are_retried() {
     let seqs: Vec<u64> = server
         .events()
         .iter()
-        .map(|e| e["data"]["seq"].as_u64().unwrap())
+        .filter_map(|e| e["data"]["seq"].as_u64())
         .collect();
     assert_eq!(seqs, vec![0, 1, 2, 3, 4], "delivered once each, in order");
     let c = read_counters(&fx.log).unwrap();
@@ -318,4 +333,142 @@ fn drops_are_counted_when_the_endpoint_is_down_and_appends_never_wait() {
     )
     .unwrap();
     assert_eq!(r.shipped, 50);
+}
+
+/// The checkpoint CloudEvents among what the server received.
+fn checkpoint_events(server: &Server) -> Vec<serde_json::Value> {
+    server
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "dev.agentsafe.audit.checkpoint")
+        .collect()
+}
+
+#[test]
+fn a_shipped_file_copy_carries_the_signed_checkpoints_and_verifies_on_its_own() {
+    let fx = Fixture::new();
+    let dest = fx.dir.path().join("replica.jsonl");
+    let log = fx.open(&AuditConfig {
+        ship: vec![ShipTarget {
+            batch_size: 4,
+            ..ShipTarget::new(Destination::File(dest.clone()))
+        }],
+        ..cfg_with(SyncPolicy::Group, 5)
+    });
+    for i in 0..12 {
+        log.append(event(i)).unwrap();
+    }
+    log.close().unwrap();
+    assert_eq!(read_lines(&dest), fx.lines());
+    // The copy is a log with its own checkpoints file: it verifies with the public key alone,
+    // up to the final checkpoint.
+    let report = verify_log(&dest, &fx.key.verifying_key(), None).unwrap();
+    assert_eq!(report.entries, 12);
+    assert_eq!(report.latest_checkpoint.unwrap().size, 12);
+
+    // It is the witness that catches a log cut back together with its checkpoints.
+    let lines = fx.lines();
+    fx.set_lines(&lines[..10]);
+    let kept: String = read_checkpoints(&fx.log, &fx.key.verifying_key())
+        .unwrap()
+        .iter()
+        .filter(|c| c.size() <= 10)
+        .map(|c| c.note().to_owned())
+        .collect();
+    std::fs::write(fx.checkpoints(), kept).unwrap();
+    verify_log(&fx.log, &fx.key.verifying_key(), None).unwrap();
+    let witness = agentsafe_audit::checkpoints_path(&dest);
+    let saved = fx.dir.path().join("witness.txt");
+    let notes = read_checkpoints(&dest, &fx.key.verifying_key()).unwrap();
+    std::fs::write(&saved, notes.last().unwrap().note()).unwrap();
+    assert!(witness.exists());
+    let err = verify_log(&fx.log, &fx.key.verifying_key(), Some(&saved)).unwrap_err();
+    assert_eq!(
+        err.verify_failure().unwrap().kind,
+        agentsafe_audit::TamperKind::Truncated,
+        "{err}"
+    );
+}
+
+#[test]
+fn ship_log_sends_the_latest_checkpoint_to_a_file_destination() {
+    let fx = Fixture::new();
+    fx.write(6, &cfg_with(SyncPolicy::None, 4));
+    let dest = fx.dir.path().join("replica.jsonl");
+    let target = ShipTarget::new(Destination::File(dest.clone()));
+    let r = ship_log(&fx.log, &target, "agentsafe.local/audit", None).unwrap();
+    assert_eq!(r.shipped, 6);
+    assert_eq!(r.checkpoint.as_ref().map(|c| c.size), Some(6));
+    assert_eq!(
+        verify_log(&dest, &fx.key.verifying_key(), None)
+            .unwrap()
+            .entries,
+        6
+    );
+    // Nothing new: neither entries nor a checkpoint are sent again.
+    let r = ship_log(&fx.log, &target, "agentsafe.local/audit", None).unwrap();
+    assert_eq!((r.shipped, r.checkpoint), (0, None));
+    let notes = read_checkpoints(&dest, &fx.key.verifying_key()).unwrap();
+    assert_eq!(notes.len(), 1);
+    // New entries and a new checkpoint.
+    fx.write(3, &cfg_with(SyncPolicy::None, 0));
+    let r = ship_log(&fx.log, &target, "agentsafe.local/audit", None).unwrap();
+    assert_eq!((r.shipped, r.checkpoint.map(|c| c.size)), (3, Some(9)));
+    assert_eq!(
+        verify_log(&dest, &fx.key.verifying_key(), None)
+            .unwrap()
+            .entries,
+        9
+    );
+}
+
+#[test]
+fn http_batches_carry_the_latest_signed_checkpoint() {
+    let server = Server::start(&[], 200);
+    let fx = Fixture::new();
+    let log = fx.open(&AuditConfig {
+        ship: vec![http_target(&server.url)],
+        ..cfg_with(SyncPolicy::None, 5)
+    });
+    for i in 0..12 {
+        log.append(event(i)).unwrap();
+    }
+    log.close().unwrap();
+    let cps = checkpoint_events(&server);
+    assert!(!cps.is_empty(), "no checkpoint was shipped");
+    let last = cps.last().unwrap();
+    assert_eq!(last["specversion"], "1.0");
+    assert_eq!(last["source"], "agentsafe.local/audit");
+    assert_eq!(last["datacontenttype"], "application/json");
+    assert_eq!(
+        last["data"]["size"], 12,
+        "the final checkpoint reaches the destination"
+    );
+    let note = last["data"]["note"].as_str().unwrap();
+    let cp = agentsafe_audit::Checkpoint::from_note(note, &fx.key.verifying_key()).unwrap();
+    assert_eq!(last["data"]["root"], cp.root().to_hex());
+    assert_eq!(last["data"]["origin"], cp.origin());
+    assert_eq!(last["id"], format!("checkpoint-12-{}", cp.root().to_hex()));
+    // Every checkpoint shipped is one the log signed, in order.
+    let signed: Vec<u64> = read_checkpoints(&fx.log, &fx.key.verifying_key())
+        .unwrap()
+        .iter()
+        .map(|c| c.size())
+        .collect();
+    for c in &cps {
+        assert!(signed.contains(&c["data"]["size"].as_u64().unwrap()), "{c}");
+    }
+
+    // `ship_log` sends one along too, even when no entry is new.
+    let before = checkpoint_events(&server).len();
+    let r = ship_log(
+        &fx.log,
+        &http_target(&server.url),
+        "agentsafe.local/audit",
+        Some(12),
+    )
+    .unwrap();
+    assert_eq!(r.shipped, 0);
+    assert_eq!(r.checkpoint.map(|c| c.size), Some(12));
+    assert_eq!(checkpoint_events(&server).len(), before + 1);
 }
