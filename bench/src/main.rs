@@ -560,14 +560,22 @@ fn gate_throughput(root: &Path) -> anyhow::Result<()> {
                         groups: Vec::new(),
                     };
                     issuer
-                        .issue(&who, HumanDuration::from_secs(3600), agentsafe_core::Timestamp::now())
+                        .issue(
+                            &who,
+                            HumanDuration::from_secs(3600),
+                            agentsafe_core::Timestamp::now(),
+                        )
                         .map(|t| t.token)
                 })
                 .collect::<Result<_, _>>()?;
             let req = request("scale-deployment", "staging/api-server", "", "");
             // Warm up: config_loaded, the log and the store are open.
             let warm = gate.check(&Claimed::token(tokens[0].clone()), req.clone());
-            anyhow::ensure!(warm.ticket.is_some(), "not allowed: {}", warm.decision.reason);
+            anyhow::ensure!(
+                warm.ticket.is_some(),
+                "not allowed: {}",
+                warm.decision.reason
+            );
             let per = (20_000 / threads).max(200);
             let t = Instant::now();
             let mut lat: Vec<Duration> = std::thread::scope(|scope| {
@@ -589,7 +597,9 @@ fn gate_throughput(root: &Path) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+                hs.into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
             });
             let secs = t.elapsed().as_secs_f64();
             lat.sort();

@@ -139,9 +139,12 @@ fn keys(bucket: &str, prefix: &str) -> Vec<String> {
     let text = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "{text}");
     assert!(!text.contains("<IsTruncated>true"), "{text}");
+    // Checkpoint objects (`<prefix>/checkpoints/...`) are the shipped witness, not entries.
+    let checkpoints = format!("{prefix}/checkpoints/");
     text.split("<Key>")
         .skip(1)
         .map(|s| s.split("</Key>").next().unwrap().to_owned())
+        .filter(|k| !k.starts_with(&checkpoints))
         .collect()
 }
 

@@ -181,11 +181,11 @@ impl Loaded {
         plain: Option<&Caller>,
     ) -> Result<Caller, (ReasonCode, String)> {
         let now = Timestamp::now();
-        let hit = self
-            .verified
-            .read()
-            .ok()
-            .and_then(|m| m.get(token).filter(|(_, exp)| now < *exp).map(|(c, _)| c.clone()));
+        let hit = self.verified.read().ok().and_then(|m| {
+            m.get(token)
+                .filter(|(_, exp)| now < *exp)
+                .map(|(c, _)| c.clone())
+        });
         let caller = match hit {
             Some(c) => c,
             None => {
@@ -546,7 +546,10 @@ impl Gate {
             Ok(seqs) => (seqs.into_iter().map(Some).collect(), true),
             Err(e) => {
                 self.count_audit_failure(&e);
-                if self.settings.config.audit.on_failure() == FailureMode::Deny {
+                // A log changed behind the writer's back is never written around, whatever
+                // `on_audit_failure` says.
+                let tampered = matches!(e, AuditError::Tampered { .. });
+                if tampered || self.settings.config.audit.on_failure() == FailureMode::Deny {
                     for (d, t) in decisions.iter_mut().zip(tickets.iter_mut()) {
                         *t = None;
                         fail(
@@ -593,7 +596,10 @@ impl Gate {
         let hash = loaded.pdp.policy_hash();
         let seen = std::fs::read_to_string(&marker).unwrap_or_default();
         if seen.trim() != hash {
-            log.append(AuditEvent::config_loaded(hash, &loaded.files.loaded_files()))?;
+            log.append(AuditEvent::config_loaded(
+                hash,
+                &loaded.files.loaded_files(),
+            ))?;
             // Failing to write the marker only means the event is recorded again next time.
             let _ = std::fs::write(&marker, hash);
         }
@@ -628,7 +634,10 @@ impl Gate {
         let log = self.audit_log()?;
         let hash = loaded.pdp.policy_hash().to_owned();
         let seq = log
-            .append(AuditEvent::config_loaded(&hash, &loaded.files.loaded_files()))?
+            .append(AuditEvent::config_loaded(
+                &hash,
+                &loaded.files.loaded_files(),
+            ))?
             .seq;
         let _ = std::fs::write(self.settings.paths.state_dir.join("policy-hash"), &hash);
         loaded.recorded.store(true, Ordering::Release);

@@ -63,7 +63,10 @@ pub(crate) fn load(
     for (name, text) in actions.iter().chain(policies.iter()) {
         files.push((name.clone(), text.as_bytes().to_vec()));
     }
-    files.push((paths.inventory.display().to_string(), inventory.as_bytes().to_vec()));
+    files.push((
+        paths.inventory.display().to_string(),
+        inventory.as_bytes().to_vec(),
+    ));
     if let Some((path, bytes)) = extra {
         files.push((path.display().to_string(), bytes.clone()));
     }

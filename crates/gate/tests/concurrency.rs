@@ -130,7 +130,9 @@ fn sixty_four_threads_share_one_gate_and_every_decision_is_recorded_once() {
     const THREADS: usize = 64;
     const EACH: usize = 20;
     let f = Fixture::new(ALLOW_STAGING);
-    let tokens: Vec<String> = (0..THREADS).map(|i| f.token(&format!("agent-{i}"))).collect();
+    let tokens: Vec<String> = (0..THREADS)
+        .map(|i| f.token(&format!("agent-{i}")))
+        .collect();
     let start = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = tokens
         .into_iter()
@@ -158,16 +160,33 @@ fn sixty_four_threads_share_one_gate_and_every_decision_is_recorded_once() {
     for o in &outcomes {
         assert_eq!(o.decision.decision, Verdict::Allow, "{:?}", o.decision);
         assert!(o.ticket.is_some());
-        assert!(nonces.insert(o.nonce.clone().unwrap()), "a nonce issued twice");
-        assert!(seqs.insert(o.audit_seq.unwrap()), "two decisions at one position");
+        assert!(
+            nonces.insert(o.nonce.clone().unwrap()),
+            "a nonce issued twice"
+        );
+        assert!(
+            seqs.insert(o.audit_seq.unwrap()),
+            "two decisions at one position"
+        );
     }
     let entries = f.entries();
     let decisions: Vec<_> = entries.iter().filter(|e| e.1 == "decision").collect();
-    assert_eq!(decisions.len(), THREADS * EACH, "each decision recorded exactly once");
+    assert_eq!(
+        decisions.len(),
+        THREADS * EACH,
+        "each decision recorded exactly once"
+    );
     let recorded: BTreeSet<String> = decisions.iter().filter_map(|e| e.3.clone()).collect();
-    assert_eq!(recorded, nonces, "the log names exactly the tickets handed out");
+    assert_eq!(
+        recorded, nonces,
+        "the log names exactly the tickets handed out"
+    );
     let positions: Vec<u64> = entries.iter().map(|e| e.0).collect();
-    assert_eq!(positions, (0..entries.len() as u64).collect::<Vec<_>>(), "gap-free");
+    assert_eq!(
+        positions,
+        (0..entries.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
     assert_eq!(f.verify(), entries.len() as u64);
 }
 
@@ -220,7 +239,9 @@ fn a_reload_under_load_swaps_whole_configurations_recorded_before_their_decision
     // Every decision was made under one whole configuration, and says so.
     for o in &outcomes {
         let hash = o.decision.policy_hash.as_ref();
-        let expected = hashes.get(hash).unwrap_or_else(|| panic!("unknown configuration {hash}"));
+        let expected = hashes
+            .get(hash)
+            .unwrap_or_else(|| panic!("unknown configuration {hash}"));
         assert_eq!(o.decision.decision, *expected, "{:?}", o.decision);
     }
     // The log recorded each configuration before the first decision under it.
@@ -233,7 +254,10 @@ fn a_reload_under_load_swaps_whole_configurations_recorded_before_their_decision
             }
             "decision" => {
                 let hash = body["policy_hash"].as_str().unwrap();
-                assert!(loaded.contains(hash), "decision {seq} under {hash} before its config_loaded");
+                assert!(
+                    loaded.contains(hash),
+                    "decision {seq} under {hash} before its config_loaded"
+                );
             }
             "operator" if body["result"] == "refused" => refused_reloads += 1,
             _ => {}

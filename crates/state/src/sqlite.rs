@@ -13,9 +13,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::{
-    ApprovalRecord, CallerState, Pause, RateCharge, StateError, StateStore, Windows, from_ms, ms,
-    window_ms,
-    Standing,
+    ApprovalRecord, CallerState, Pause, RateCharge, Standing, StateError, StateStore, Windows,
+    from_ms, ms, window_ms,
 };
 
 const SCHEMA_VERSION: i64 = 1;

@@ -566,6 +566,17 @@ fn stats(ctx: &Context, log: &Path) -> anyhow::Result<ExitCode> {
         (Some(msg), Some(at)) => out!("failures:     {} (last at {at}: {msg})", c.failures),
         _ => out!("failures:     {}", c.failures),
     }
+    match (&c.last_tamper, &c.last_tamper_at) {
+        _ if c.tamper_detected == 0 => out!("tamper:       none"),
+        (Some(msg), Some(at)) => out!(
+            "tamper:       {} appends refused (last at {at}: {msg}); run `agentsafe audit verify`",
+            c.tamper_detected
+        ),
+        _ => out!(
+            "tamper:       {} appends refused; run `agentsafe audit verify`",
+            c.tamper_detected
+        ),
+    }
     let mut dests: Vec<&String> = c.shipped.keys().chain(c.dropped.keys()).collect();
     dests.sort();
     dests.dedup();
@@ -602,24 +613,29 @@ fn ship(
         target.batch_size = b;
     }
     let report = agentsafe_audit::ship_log(log, &target, &audit.origin, since_seq)?;
+    let witness = report
+        .checkpoint
+        .as_ref()
+        .map(|c| format!("; sent the signed checkpoint for tree size {}", c.size))
+        .unwrap_or_default();
     if ctx.json() {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.shipped == 0 && report.skipped > 0 {
         out!(
-            "nothing to ship to {}: {} entries were already there; up to date at seq {}",
+            "nothing to ship to {}: {} entries were already there; up to date at seq {}{witness}",
             report.destination,
             report.skipped,
             report.next_seq
         );
     } else if report.shipped == 0 {
         out!(
-            "nothing to ship to {}: up to date at seq {}",
+            "nothing to ship to {}: up to date at seq {}{witness}",
             report.destination,
             report.next_seq
         );
     } else {
         out!(
-            "shipped {} entries (seq {}..={}) to {}; the next run starts at seq {}",
+            "shipped {} entries (seq {}..={}) to {}; the next run starts at seq {}{witness}",
             report.shipped,
             report.from_seq,
             report.next_seq - 1,
