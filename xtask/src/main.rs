@@ -1,8 +1,9 @@
 //! Dev automation, the single entry point: `cargo xtask ci`, `cargo xtask bench`.
 //!
 //! `ci` runs everything CI runs, in order, and stops at the first failure:
-//! formatting, clippy with `-D warnings`, then every test of the workspace
-//! (unit, integration, end-to-end against real SQLite files and real processes).
+//! formatting, clippy with `-D warnings`, the library crates built with no features,
+//! `cargo doc` with warnings denied, then every test of the workspace (unit, integration,
+//! end-to-end against real SQLite files and real processes), then the real-server tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +32,7 @@ fn real_main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("fmt") => fmt_check(),
         Some("lint") => clippy(),
+        Some("docs") => docs(),
         Some("test") => test(),
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
         Some("k8s-build") => k8s::ensure_packages().and_then(|()| k8s::ensure_binaries()),
@@ -58,6 +60,7 @@ fn help() {
          ci         everything CI runs: fmt, clippy -D warnings, all tests, real-server tests\n  \
          fmt        cargo fmt --check\n  \
          lint       cargo clippy --workspace --all-targets -D warnings\n  \
+         docs       cargo doc of every library, warnings denied\n  \
          test       all tests of the workspace\n  \
          bench      benchmarks (release build); prints the figures the issues ask for\n  \
          k8s-build  build kube-apiserver 1.20 from Debian's source (once; cached)\n  \
@@ -113,6 +116,47 @@ fn clippy() -> anyhow::Result<()> {
         "warnings",
     ]);
     run("cargo clippy -D warnings", c)
+}
+
+/// The library crates an integrator takes alone, built with no features: the gate and
+/// the runner must compile (and stay free of the AWS SDK and kube) without the binary.
+fn lean() -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args([
+        "check",
+        "--locked",
+        "--lib",
+        "--no-default-features",
+        "-p",
+        "agentsafe-gate",
+        "-p",
+        "agentsafe-runner",
+        "-p",
+        "agentsafe",
+    ]);
+    run("cargo check of the gate, the runner and the facade with no features", c)
+}
+
+/// `cargo doc` of every library with warnings denied: a broken link or a doc example that
+/// names something that moved fails CI.
+fn docs() -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args([
+        "doc",
+        "--locked",
+        "--no-deps",
+        "--workspace",
+        "--exclude",
+        "agentsafe-bench",
+        "--exclude",
+        "agentsafe-bench-cedar",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "agentsafe-e2e",
+    ])
+    .env("RUSTDOCFLAGS", "-D warnings");
+    run("cargo doc -D warnings", c)
 }
 
 /// `cargo test` over [`TEST_SELECTION`]; the end-to-end tests use the `agentsafe` binary
@@ -189,6 +233,8 @@ fn ci() -> anyhow::Result<()> {
     let k8s_build = std::thread::spawn(k8s::ensure_binaries);
     fmt_check()?;
     clippy()?;
+    lean()?;
+    docs()?;
     test()?;
     k8s_build
         .join()

@@ -1,6 +1,6 @@
 //! Shipping to Amazon S3 (or an S3-compatible store such as moto, LocalStack or MinIO) without
 //! an AWS SDK: a small client over ureq that signs its requests with AWS Signature Version 4
-//! ([`crate::sigv4`]).
+//! (`sigv4.rs`).
 //!
 //! Each delivered batch becomes one object `<prefix>/<first seq:020>-<last seq:020>.jsonl`
 //! holding the entry lines exactly as stored in the log (one per line). The names sort in log

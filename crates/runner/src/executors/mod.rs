@@ -1,7 +1,7 @@
 //! The executors a build knows, and how `--executor NAME` finds one.
 //!
-//! `dry-run` is always there. `k8s` ([`agentsafe_executor_k8s`]) and `aws`
-//! ([`agentsafe_executor_aws`]) are there with the `k8s` and `aws` cargo features.
+//! `dry-run` is always there. `k8s` (`agentsafe_executor_k8s`) and `aws`
+//! (`agentsafe_executor_aws`) are there with the `k8s` and `aws` cargo features.
 //! Integrators add their own with [`Executors::with`]; the `agentsafe` command line then
 //! runs it like a built-in one (`agentsafe_cli::main_with`).
 
