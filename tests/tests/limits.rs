@@ -757,3 +757,34 @@ match.actions = ["lambda-invoke-function"]
     assert_eq!(right.code, 0, "{right:?}");
     assert!(right.json()["ticket"].is_string());
 }
+
+/// Defect: a pause denied new decisions, but a ticket issued a minute earlier still ran
+/// for its whole TTL. The runner asks the gate before redeeming.
+#[test]
+fn a_pause_stops_tickets_already_issued() {
+    let p = project("");
+    let allowed = scale_staging(p.path(), "agent-1", "developer");
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    let ticket = allowed.json()["ticket"].as_str().unwrap().to_owned();
+    let paused = run_in(
+        p.path(),
+        &["caller", "pause", "agent-1", "--reason", "incident"],
+    );
+    assert_eq!(paused.code, 0, "{paused:?}");
+    let refused = run_in(p.path(), &["run", &ticket, "--output", "json"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    let report = refused.json();
+    assert_eq!(report["reason_code"], "caller_paused", "{report}");
+    assert_eq!(report["record"]["executed"], false);
+    // Nothing was redeemed: once resumed, the ticket runs, once.
+    assert_eq!(run_in(p.path(), &["caller", "resume", "agent-1"]).code, 0);
+    let ran = run_in(p.path(), &["run", &ticket, "--output", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(ran.json()["reason_code"], "executed");
+    // The pause and the resume are in the audit log, by whom and why.
+    let log = std::fs::read_to_string(p.path().join(".agentsafe-test-state/audit.jsonl")).unwrap();
+    assert!(
+        log.contains("\"op\":\"pause\"") && log.contains("\"op\":\"resume\""),
+        "{log}"
+    );
+}

@@ -134,7 +134,10 @@ fn lean() -> anyhow::Result<()> {
         "-p",
         "agentsafe",
     ]);
-    run("cargo check of the gate, the runner and the facade with no features", c)
+    run(
+        "cargo check of the gate, the runner and the facade with no features",
+        c,
+    )
 }
 
 /// `cargo doc` of every library with warnings denied: a broken link or a doc example that
