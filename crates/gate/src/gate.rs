@@ -261,10 +261,20 @@ impl Gate {
     /// When the actions, policies or inventory are missing or invalid.
     pub fn open(settings: GateSettings) -> Result<Gate, GateError> {
         let db = settings.paths.state_db(&settings.config.limits);
-        let state: Result<Arc<dyn StateStore>, String> = SqliteStateStore::open(&db)
-            .map(|s| Arc::new(s) as Arc<dyn StateStore>)
-            .map_err(|e| format!("cannot open the state store `{}`: {e}", db.display()));
-        Gate::with_state_store(settings, state)
+        // The store opens on a second thread while the configuration loads.
+        let (state, loaded) = std::thread::scope(|scope| {
+            let store = scope.spawn(|| {
+                SqliteStateStore::open(&db)
+                    .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+                    .map_err(|e| format!("cannot open the state store `{}`: {e}", db.display()))
+            });
+            let loaded = Gate::load(&settings, 1);
+            let state = store
+                .join()
+                .unwrap_or_else(|_| Err("opening the state store panicked".to_owned()));
+            (state, loaded)
+        });
+        Gate::assemble(settings, loaded?, state)
     }
 
     /// As [`Gate::open`], with a state store of the caller's (an in-memory one in tests, a
@@ -277,6 +287,14 @@ impl Gate {
         state: Result<Arc<dyn StateStore>, String>,
     ) -> Result<Gate, GateError> {
         let loaded = Gate::load(&settings, 1)?;
+        Gate::assemble(settings, loaded, state)
+    }
+
+    fn assemble(
+        settings: GateSettings,
+        loaded: Loaded,
+        state: Result<Arc<dyn StateStore>, String>,
+    ) -> Result<Gate, GateError> {
         let notifier = Notifier::new(
             settings.config.notifications.clone(),
             state.as_ref().ok().cloned(),

@@ -70,9 +70,27 @@ pub(crate) fn load(
     if let Some((path, bytes)) = extra {
         files.push((path.display().to_string(), bytes.clone()));
     }
-    let registry = Registry::from_sources(&actions).map_err(agentsafe_pdp::PdpError::from)?;
-    let policies = PolicySet::from_sources(&policies)?;
-    let inventory = Inventory::parse(&paths.inventory.display().to_string(), &inventory)?;
+    // The registry is the largest part; the policies and the inventory parse on a second
+    // thread meanwhile (a short-lived `agentsafe check` spends most of its time here).
+    let inventory_name = paths.inventory.display().to_string();
+    let (registry, rest) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            (
+                PolicySet::from_sources(&policies),
+                Inventory::parse(&inventory_name, &inventory),
+            )
+        });
+        let registry = Registry::from_sources(&actions);
+        (registry, other.join())
+    });
+    let registry = registry.map_err(agentsafe_pdp::PdpError::from)?;
+    let (policies, inventory) = rest.map_err(|_| GateError::Config {
+        what: "policies folder",
+        path: paths.policies.clone(),
+        message: "loading panicked".to_owned(),
+    })?;
+    let policies = policies?;
+    let inventory = inventory?;
     Ok(Snapshot {
         pdp: Pdp::new(registry, policies, inventory),
         files: Sources(files),
