@@ -201,7 +201,7 @@ impl Project {
             },
         )?;
         let verifier = self.ticket_verifier()?;
-        let store = self.ticket_store()?;
+        let store = gate.ticket_store()?;
         let audit = gate.audit_log()?;
         let credentials = self.config.runner.credential_provider(&base, executor);
         let admission = GateAdmission(gate);
@@ -209,7 +209,7 @@ impl Project {
             pdp.registry(),
             pdp.inventory(),
             &verifier,
-            &store,
+            store.as_ref(),
             &audit,
             credentials.as_ref(),
         )

@@ -15,7 +15,7 @@ use agentsafe_core::{Caller, Decision, ReasonCode, Request, Timestamp, Verdict};
 use agentsafe_pdp::Pdp;
 use agentsafe_state::{CallerState, Pause, SqliteStateStore, StateStore};
 use agentsafe_tickets::danger::TicketIssuer;
-use agentsafe_tickets::{IdentityVerifier, KeySet, SignedTicket, Signer};
+use agentsafe_tickets::{IdentityVerifier, KeySet, SignedTicket, Signer, SqliteTicketStore};
 use serde_json::json;
 
 use crate::GateError;
@@ -223,6 +223,7 @@ pub struct Gate {
     reload_lock: Mutex<()>,
     generation: AtomicU64,
     audit: RwLock<Option<Arc<AuditLog>>>,
+    tickets: RwLock<Option<Arc<SqliteTicketStore>>>,
     pub(crate) state: Result<Arc<dyn StateStore>, String>,
     pub(crate) notifier: Notifier,
 }
@@ -305,6 +306,7 @@ impl Gate {
             reload_lock: Mutex::new(()),
             generation: AtomicU64::new(1),
             audit: RwLock::new(None),
+            tickets: RwLock::new(None),
             state,
             notifier,
         })
@@ -375,6 +377,37 @@ impl Gate {
         )?);
         *g = Some(Arc::clone(&log));
         Ok(log)
+    }
+
+    /// The ticket redemption store every runner of the project shares (`[tickets]
+    /// database`, default `<state_dir>/agentsafe.db`), opened on first use and kept open.
+    ///
+    /// # Errors
+    /// When the database cannot be opened.
+    pub fn ticket_store(&self) -> Result<Arc<SqliteTicketStore>, GateError> {
+        if let Ok(g) = self.tickets.read()
+            && let Some(s) = g.as_ref()
+        {
+            return Ok(Arc::clone(s));
+        }
+        let mut g = self
+            .tickets
+            .write()
+            .map_err(|_| GateError::Ticket("the ticket store lock is poisoned".into()))?;
+        if let Some(s) = g.as_ref() {
+            return Ok(Arc::clone(s));
+        }
+        let cfg = &self.settings.config.tickets;
+        let paths = &self.settings.paths;
+        let store = Arc::new(
+            SqliteTicketStore::open_with(
+                &cfg.database_path(&paths.base, &paths.state_dir),
+                &cfg.store_options(),
+            )
+            .map_err(|e| GateError::Ticket(format!("cannot open the ticket store: {e}")))?,
+        );
+        *g = Some(Arc::clone(&store));
+        Ok(store)
     }
 
     /// The state store, or why it could not be opened.

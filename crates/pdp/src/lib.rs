@@ -288,6 +288,26 @@ impl Pdp {
                 format!("the request has an empty {missing}"),
             );
         }
+        // Ids reach people (audit show, Slack, terminals): a control character could forge
+        // whole lines there, so an id carrying one is refused outright.
+        let fields = [
+            ("action", Some(req.action.as_str())),
+            ("target", Some(req.target.as_str())),
+            ("caller.id", Some(req.caller.id.as_str())),
+            ("change_ticket", req.change_ticket.as_deref()),
+            ("correlation_id", req.correlation_id.as_deref()),
+        ];
+        if let Some((field, _)) = fields
+            .iter()
+            .find(|(_, v)| v.is_some_and(|v| v.chars().any(char::is_control)))
+        {
+            d.params = req.params.clone();
+            return deny(
+                d,
+                ReasonCode::InvalidRequest,
+                format!("the request's {field} contains a control character"),
+            );
+        }
         let Some(idx) = self.index.get(&req.action) else {
             d.params = req.params.clone();
             let reason = format!("unknown action `{}`", req.action);

@@ -853,3 +853,31 @@ fn render_with_ids(reversed: &[GenRule], n: usize) -> String {
     }
     s
 }
+
+#[test]
+fn ids_with_control_characters_are_invalid_requests() {
+    let pdp = pdp(ALLOW_SRE);
+    let ok = req(
+        "scale-deployment",
+        "dev/api",
+        serde_json::json!({"replicas": 1}),
+    );
+    assert_eq!(pdp.decide(&ok).decision, Verdict::Allow);
+    let forged = "dev/api\n2026-01-01 ALLOW forged-line";
+    for mutate in [
+        (|r: &mut Request, v: &str| r.target = v.to_owned()) as fn(&mut Request, &str),
+        |r, v| r.caller.id = format!("agent-1{v}"),
+        |r, v| r.change_ticket = Some(format!("CHG-1{v}")),
+        |r, v| r.action = format!("scale-deployment{v}"),
+    ] {
+        let mut r = ok.clone();
+        mutate(&mut r, forged);
+        let d = pdp.decide(&r);
+        assert_eq!(
+            (d.decision, d.reason_code),
+            (Verdict::Deny, ReasonCode::InvalidRequest),
+            "{r:?}"
+        );
+        assert!(d.reason.contains("control character"), "{}", d.reason);
+    }
+}

@@ -11,6 +11,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod executors;
+pub mod harness;
 pub mod pipeline;
 pub mod record;
 pub mod rollback;
@@ -22,6 +23,7 @@ pub use credentials::{
 pub use error::RunnerError;
 pub use executors::dry_run::DryRunExecutor;
 pub use executors::{ExecutorEnv, ExecutorFactory, Executors};
+pub use harness::Harness;
 pub use pipeline::{Admission, RunKind, RunOutcome, RunReport, Runner, Timeouts};
 pub use record::{ExecutionRecord, PrecheckEntry, RunCode, StateDiff};
 pub use rollback::RollbackPlan;

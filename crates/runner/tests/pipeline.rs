@@ -508,3 +508,48 @@ fn a_forged_ticket_is_refused_and_recorded() {
     assert_eq!(r.reason_code.as_str(), "invalid_ticket");
     assert!(r.audit_seq.is_some());
 }
+
+#[test]
+fn the_harness_runs_an_executor_through_the_whole_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root();
+    let pdp = Pdp::load(
+        &root.join("actions"),
+        &root.join("policies"),
+        &root.join("inventory.toml"),
+    )
+    .unwrap();
+    let harness = agentsafe_runner::Harness::new(pdp, dir.path()).unwrap();
+    let request = Request {
+        action: "scale-deployment".into(),
+        target: "staging/api-server".into(),
+        caller: Caller {
+            id: "agent-1".into(),
+            roles: vec!["developer".into()],
+            ..Caller::default()
+        },
+        params: serde_json::json!({"replicas": 4})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        ..Request::default()
+    };
+    let exec = Arc::new(MockExecutor::new());
+    let ticket = harness.ticket(&request).unwrap();
+    let first = harness
+        .run_ticket(exec.clone(), &ticket, &RunKind::Execution)
+        .unwrap();
+    assert_eq!(first.outcome, RunOutcome::Succeeded, "{first:?}");
+    let again = harness
+        .run_ticket(exec.clone(), &ticket, &RunKind::Execution)
+        .unwrap();
+    assert_eq!(again.reason_code.as_str(), "replayed");
+    assert_eq!(exec.executions(), 1, "exactly once");
+    assert_eq!(harness.live_credentials(), 0);
+    let denied = Request {
+        target: "prod/payments".into(),
+        ..request
+    };
+    let e = harness.run(exec, &denied, &RunKind::Execution).unwrap_err();
+    assert!(e.to_string().contains("does not allow"), "{e}");
+}

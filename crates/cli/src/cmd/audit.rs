@@ -411,6 +411,24 @@ fn parse_since(s: &str) -> anyhow::Result<Timestamp> {
         .map_err(|_| anyhow::anyhow!("--since `{s}` is too long ago"))
 }
 
+/// `text` with every control character shown escaped (`\n`, `\u{1b}`), so a value an
+/// agent chose can never start a line of its own or drive the terminal.
+pub(crate) fn visible(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// One line of text for an entry.
 fn summary(e: &Entry) -> String {
     let mut s = format!("{:>6}  {}  {:<15}", e.seq, e.time, e.event);
@@ -421,9 +439,9 @@ fn summary(e: &Entry) -> String {
             .map_or("?", Verdict::label);
         s.push_str(&format!(
             " {verdict} {} on {} by {}",
-            e.action().unwrap_or("?"),
-            e.target_id().unwrap_or("?"),
-            e.caller_id().unwrap_or("?")
+            visible(e.action().unwrap_or("?")),
+            visible(e.target_id().unwrap_or("?")),
+            visible(e.caller_id().unwrap_or("?"))
         ));
         if let Some(code) = e.reason_code() {
             s.push_str(&format!(" ({code})"));
@@ -506,7 +524,7 @@ fn tail(
             }
             match Entry::parse(&line) {
                 Ok(e) => print_entry(ctx, &line, &e),
-                Err(_) => out!("{}", String::from_utf8_lossy(&line)),
+                Err(_) => out!("{}", visible(&String::from_utf8_lossy(&line))),
             }
             printed += 1;
         }
@@ -706,5 +724,11 @@ mod tests {
         let s = summary(&long);
         assert!(s.ends_with("..."), "{s}");
         assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn agent_chosen_text_cannot_forge_lines() {
+        assert_eq!(super::visible("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        assert_eq!(super::visible("plain/id"), "plain/id");
     }
 }
