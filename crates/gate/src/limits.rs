@@ -19,6 +19,8 @@ use agentsafe_state::{StateStore, Windows};
 use agentsafe_tickets::HumanDuration;
 use serde::Deserialize;
 
+use crate::gate::fail as deny;
+
 /// The `[limits]` section. Every limit is off until its table is present.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -277,21 +279,6 @@ impl Controls<'_> {
         }
         Ok(())
     }
-}
-
-/// Turns `d` into DENY with `code`, keeping what was decided before as a diagnostic.
-fn deny(d: &mut Decision, code: ReasonCode, reason: String) {
-    if d.decision != Verdict::Deny || d.reason_code != code {
-        d.diagnostics.push(format!(
-            "was {} ({}): {}",
-            d.decision.label(),
-            d.reason_code,
-            d.reason
-        ));
-    }
-    d.decision = Verdict::Deny;
-    d.reason_code = code;
-    d.reason = reason;
 }
 
 #[cfg(test)]
