@@ -18,8 +18,8 @@
 use std::path::Path;
 
 use agentsafe_e2e::moto::{
-    Svc, account, call, new_function, new_instance, new_service, oracle_service, other_account,
-    py, python, region, try_py,
+    Svc, account, call, new_function, new_instance, new_service, oracle_service, other_account, py,
+    python, region, try_py,
 };
 use agentsafe_e2e::{
     SRE, backend_project, e2e_target, json_of, rollback, run_in, unique, verify_audit as verify,
@@ -143,7 +143,10 @@ fn a_ticket_for_another_account_is_refused_and_changes_nothing() {
         "{message}"
     );
     assert_eq!(report["record"]["executed"], false);
-    assert_eq!(report["record"]["params"]["account"], other_account().as_str());
+    assert_eq!(
+        report["record"]["params"]["account"],
+        other_account().as_str()
+    );
     assert_eq!(instance_state(&id), "running");
     verify(dir);
 }

@@ -276,7 +276,10 @@ fn project(w: &World, made_ns: &str) -> tempfile::TempDir {
         e2e_target(
             "e2e-other/web",
             "k8s-deployment",
-            &format!("cluster = \"e2e-other\", namespace = \"{}\", name = \"web\"", w.a),
+            &format!(
+                "cluster = \"e2e-other\", namespace = \"{}\", name = \"web\"",
+                w.a
+            ),
         ),
     ]
     .concat();
@@ -688,7 +691,11 @@ fn a_ticket_for_another_cluster_is_refused_and_changes_nothing() {
     let rec = &report["record"];
     assert_eq!(rec["executed"], false, "{rec}");
     assert_eq!(rec["params"]["cluster"], "e2e-other", "{rec}");
-    assert_eq!(w.replicas(&w.a), 0, "the deployment in the mapped cluster is untouched");
+    assert_eq!(
+        w.replicas(&w.a),
+        0,
+        "the deployment in the mapped cluster is untouched"
+    );
     // The same change for the target in the mapped cluster runs.
     let (_, report) = act(dir, "scale-deployment", "e2e/web", json!({"replicas": 2}));
     assert_eq!(report["record"]["params"]["cluster"], "e2e");

@@ -222,8 +222,7 @@ impl AwsExecutor {
                 reason: format!("`{account}` differs from the target's account `{expected}`"),
             });
         }
-        if !self.config.accounts.is_empty() && !self.config.accounts.iter().any(|a| a == account)
-        {
+        if !self.config.accounts.is_empty() && !self.config.accounts.iter().any(|a| a == account) {
             return Err(AwsError::AccountNotAllowed {
                 account: account.to_owned(),
                 allowed: self.config.accounts.clone(),
@@ -264,11 +263,14 @@ impl AwsExecutor {
     /// When no credentials can be resolved or STS does not answer with an account.
     async fn account_of(&self, aws: &Aws) -> Result<String, AwsError> {
         use aws_credential_types::provider::ProvideCredentials as _;
-        let provider = aws.sdk.credentials_provider().ok_or_else(|| AwsError::Backend {
-            class: "access denied",
-            what: "sts GetCallerIdentity".into(),
-            detail: "no AWS credentials are configured".into(),
-        })?;
+        let provider = aws
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| AwsError::Backend {
+                class: "access denied",
+                what: "sts GetCallerIdentity".into(),
+                detail: "no AWS credentials are configured".into(),
+            })?;
         let key = provider
             .provide_credentials()
             .await
@@ -620,7 +622,10 @@ mod tests {
             ..AwsConfig::default()
         };
         let e = AwsExecutor::new(bad).unwrap_err().to_string();
-        assert!(e.contains("accounts: `12345` is not an AWS account id"), "{e}");
+        assert!(
+            e.contains("accounts: `12345` is not an AWS account id"),
+            "{e}"
+        );
         let typo = serde_json::from_value::<AwsConfig>(serde_json::json!({"endpoint": "x"}));
         assert!(typo.is_err(), "unknown keys are errors");
     }
@@ -658,7 +663,8 @@ mod tests {
             .unwrap_err();
         assert!(
             matches!(e, CoreError::ExecutorWrongLocation { .. })
-                && e.to_string().contains("ec2-stop-instance: the ticket names no account"),
+                && e.to_string()
+                    .contains("ec2-stop-instance: the ticket names no account"),
             "{e:?}"
         );
         let e = rt

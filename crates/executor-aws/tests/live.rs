@@ -343,7 +343,9 @@ fn ec2_stop_conforms() {
     let ex = executor();
     let id = new_instance();
     let case = ConformanceCase::new("ec2-stop-instance", "web-1")
-        .params(json!({"account": account(), "region": region(), "instance_id": id, "force": false}))
+        .params(
+            json!({"account": account(), "region": region(), "instance_id": id, "force": false}),
+        )
         .target(
             "aws-ec2-instance",
             &[
@@ -423,7 +425,10 @@ fn a_ticket_for_another_account_is_refused_and_changes_nothing() {
     };
     for e in refusals(&ex, &stop) {
         let text = e.to_string();
-        assert!(matches!(e, CoreError::ExecutorWrongLocation { .. }), "{e:?}");
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. }),
+            "{e:?}"
+        );
         assert!(
             text.contains(&format!("the ticket is for account `{}`", other_account()))
                 && text.contains(&format!("belong to account `{}`", account()))
@@ -445,7 +450,8 @@ fn a_ticket_for_another_account_is_refused_and_changes_nothing() {
     for e in refusals(&listed(vec![other_account()]), &right) {
         assert!(
             matches!(e, CoreError::ExecutorWrongLocation { .. })
-                && e.to_string().contains("`[executors.aws] accounts` does not list"),
+                && e.to_string()
+                    .contains("`[executors.aws] accounts` does not list"),
             "{e:?}"
         );
     }

@@ -311,7 +311,10 @@ mod tests {
             cluster: "staging-eu-1".into(),
             mapped: vec!["prod-eu-1".into()],
         });
-        assert!(matches!(e, CoreError::ExecutorWrongLocation { .. }), "{e:?}");
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. }),
+            "{e:?}"
+        );
         let message = e.to_string();
         assert!(
             message.contains("cluster `staging-eu-1`")
@@ -325,11 +328,17 @@ mod tests {
             mapped: Vec::new(),
         }
         .to_string();
-        assert!(e.contains("maps no cluster") && e.contains("clusters = { \"dev-1\""), "{e}");
+        assert!(
+            e.contains("maps no cluster") && e.contains("clusters = { \"dev-1\""),
+            "{e}"
+        );
         let e = CoreError::from(K8sError::NoCluster {
             action: "scale-deployment".into(),
         });
-        assert!(matches!(e, CoreError::ExecutorWrongLocation { .. }), "{e:?}");
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. }),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -506,7 +506,11 @@ fn scale_deployment_conforms() {
         .params(json!({"cluster": CLUSTER, "namespace": ns.name, "name": "web", "replicas": 2}))
         .target(
             "k8s-deployment",
-            &[("cluster", CLUSTER), ("namespace", &ns.name), ("name", "web")],
+            &[
+                ("cluster", CLUSTER),
+                ("namespace", &ns.name),
+                ("name", "web"),
+            ],
         )
         .prechecks(&[
             "deployment_exists",

@@ -422,7 +422,8 @@ async fn a_ticket_for_an_unmapped_cluster_sends_nothing_anywhere() {
     );
     // Only B is mapped, although the kubeconfig (and its current context) knows A.
     let ex = mapped(path.clone(), &[("cluster-b", "ctx-b")]);
-    let params = json!({"cluster": "cluster-a", "namespace": "web", "name": "api-server", "replicas": 3});
+    let params =
+        json!({"cluster": "cluster-a", "namespace": "web", "name": "api-server", "replicas": 3});
     let for_a = ctx("scale-deployment", params.clone());
     for e in every_call(&ex, &for_a).await {
         let text = e.to_string();
@@ -454,7 +455,9 @@ async fn a_ticket_for_an_unmapped_cluster_sends_nothing_anywhere() {
 
     // A ticket whose cluster is not its target's, and one naming no cluster: refused too.
     let mut moved = for_b.clone();
-    moved.attributes.insert("cluster".into(), "cluster-a".into());
+    moved
+        .attributes
+        .insert("cluster".into(), "cluster-a".into());
     let e = ex.capture_state(&moved, &none()).await.unwrap_err();
     assert!(
         e.to_string()
@@ -553,11 +556,17 @@ fn the_cluster_map_is_checked_at_new() {
         "{e}"
     );
     let e = new(&[("Prod EU", "ctx-a")], None, false).unwrap_err();
-    assert!(e.contains("`Prod EU` is not a valid inventory cluster name"), "{e}");
+    assert!(
+        e.contains("`Prod EU` is not a valid inventory cluster name"),
+        "{e}"
+    );
     let e = new(&[("a", "")], None, false).unwrap_err();
     assert!(e.contains("cluster `a` maps to an empty context"), "{e}");
     let e = new(&[("a", "ctx-a")], None, true).unwrap_err();
-    assert!(e.contains("map the cluster the runner runs in to \"in-cluster\""), "{e}");
+    assert!(
+        e.contains("map the cluster the runner runs in to \"in-cluster\""),
+        "{e}"
+    );
     // Outside a pod there is no in-cluster account: the error says so at once.
     let e = new(&[("a", "in-cluster")], None, true).unwrap_err();
     assert!(

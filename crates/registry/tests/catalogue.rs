@@ -339,7 +339,11 @@ fn every_action_binds_where_it_acts() {
         }
         // No wildcard account in a credential's resource ARN.
         if let Some(resource) = action.credentials().unwrap().fields().get("resource") {
-            assert!(!resource.source().contains(":*:"), "{name}: {}", resource.source());
+            assert!(
+                !resource.source().contains(":*:"),
+                "{name}: {}",
+                resource.source()
+            );
         }
     }
 }

@@ -240,7 +240,10 @@ fn a_ticket_for_another_cluster_stops_at_the_first_call() {
     let exec = Arc::new(
         MockExecutor::new()
             .located("cluster", "prod-eu-1")
-            .with_object("staging/api-server", serde_json::json!({"spec": {"replicas": 3}})),
+            .with_object(
+                "staging/api-server",
+                serde_json::json!({"spec": {"replicas": 3}}),
+            ),
     );
     let token = f.scale(5);
     let r = f
