@@ -24,6 +24,25 @@ pub fn region() -> String {
     std::env::var("AWS_DEFAULT_REGION").unwrap_or_else(|_| "us-east-1".into())
 }
 
+/// The account the suites' credentials belong to, as STS tells boto3 (moto's default
+/// `123456789012`, LocalStack's `000000000000`): the `account` of their targets and
+/// tickets, which the executor checks the same way.
+pub fn account() -> String {
+    static ACCOUNT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ACCOUNT
+        .get_or_init(|| text(&call("sts", "get_caller_identity", json!({}))["Account"]))
+        .clone()
+}
+
+/// An account that is not [`account`], for tickets that must be refused.
+pub fn other_account() -> String {
+    if account() == "210987654321" {
+        "123456789012".into()
+    } else {
+        "210987654321".into()
+    }
+}
+
 /// `AWS_ENDPOINT_URL`: the emulator the suites run against.
 pub fn endpoint() -> String {
     match std::env::var("AWS_ENDPOINT_URL") {

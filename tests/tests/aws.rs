@@ -18,24 +18,28 @@
 use std::path::Path;
 
 use agentsafe_e2e::moto::{
-    Svc, call, new_function, new_instance, new_service, oracle_service, py, python, region, try_py,
+    Svc, account, call, new_function, new_instance, new_service, oracle_service, other_account, py,
+    python, region, try_py,
 };
 use agentsafe_e2e::{
     SRE, backend_project, e2e_target, json_of, rollback, run_in, unique, verify_audit as verify,
 };
 use serde_json::{Value, json};
 
-const ACCOUNT: &str = "123456789012";
-
 /// A project whose inventory holds `targets` (id, type, attributes without account and
-/// region; environment `e2e`), one policy allowing callers with role `sre` everything
-/// there, and the aws executor as default.
+/// region; environment `e2e`) in the account of the suite's credentials, one policy
+/// allowing callers with role `sre` everything there, and the aws executor as default.
 fn project(targets: &[(&str, &str, Value)]) -> tempfile::TempDir {
+    project_in(&account(), targets)
+}
+
+/// [`project`], its targets in `account`.
+fn project_in(account: &str, targets: &[(&str, &str, Value)]) -> tempfile::TempDir {
     python();
     let inventory: String = targets
         .iter()
         .map(|(id, ty, attrs)| {
-            let mut a = format!("account = \"{ACCOUNT}\", region = \"{}\"", region());
+            let mut a = format!("account = \"{account}\", region = \"{}\"", region());
             for (k, v) in attrs.as_object().unwrap() {
                 a += &format!(", {k} = {v}");
             }
@@ -116,6 +120,34 @@ fn ec2_stop_and_its_rollback_start() {
     assert_eq!(rb["run"]["record"]["before"]["state"], "stopped");
     assert_eq!(instance_state(&id), "running");
     assert_eq!(rb["run"]["record"]["after"]["state"], "running");
+    verify(dir);
+}
+
+/// The audit's finding, for AWS: a ticket for a target in another account than the one the
+/// runner's credentials belong to is refused before anything is read or changed.
+#[test]
+#[ignore = "needs an AWS endpoint: cargo xtask moto-up"]
+fn a_ticket_for_another_account_is_refused_and_changes_nothing() {
+    let id = new_instance();
+    let p = project_in(&other_account(), &[ec2_target(&id)]);
+    let dir = p.path();
+    let (ticket, _) = agentsafe_e2e::allow(dir, "ec2-stop-instance", "e2e/vm", &json!({}));
+    let (r, report) = agentsafe_e2e::run_ticket(dir, &ticket, "aws");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(report["outcome"], "failed", "{report}");
+    assert_eq!(report["reason_code"], "wrong_location", "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("account `{}`", other_account()))
+            && message.contains(&format!("account `{}`", account())),
+        "{message}"
+    );
+    assert_eq!(report["record"]["executed"], false);
+    assert_eq!(
+        report["record"]["params"]["account"],
+        other_account().as_str()
+    );
+    assert_eq!(instance_state(&id), "running");
     verify(dir);
 }
 
@@ -463,7 +495,7 @@ fn s3_bucket_policy_and_its_rollbacks() {
     let dir = p.path();
     let policy = |action: &str| {
         json!({"Version": "2012-10-17", "Statement": [{"Sid": "e2e", "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": action,
+            "Principal": {"AWS": format!("arn:aws:iam::{}:root", account())}, "Action": action,
             "Resource": format!("arn:aws:s3:::{bucket}/*")}]})
     };
     let first = policy("s3:GetObject");

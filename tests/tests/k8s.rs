@@ -2,7 +2,8 @@
 //! (`cargo xtask k8s-up`): check → ticket → `run --executor k8s` → state read back with
 //! kube → `rollback run`, for every action but logs/exec/port-forward; and the security
 //! properties: injected params refused before any request, a ticket for namespace A never
-//! acts in namespace B, get-secret values never in the audit log or state files.
+//! acts in namespace B, a ticket for a cluster the runner does not map is refused,
+//! get-secret values never in the audit log or state files.
 //!
 //! Run: `KUBECONFIG=/root/.cache/agentsafe/k8s/run/kubeconfig cargo test -p agentsafe-e2e
 //! --test k8s -- --ignored`.
@@ -270,16 +271,36 @@ fn project(w: &World, made_ns: &str) -> tempfile::TempDir {
             &attrs(&format!("node = \"{}\"", w.node)),
         ),
         e2e_target("e2e/cluster", "k8s-cluster", "cluster = \"e2e\""),
+        // The same Deployment's namespace and name in a cluster this runner does not map,
+        // as `staging/api-server` and `prod/api-server` share theirs in the shipped inventory.
+        e2e_target(
+            "e2e-other/web",
+            "k8s-deployment",
+            &format!(
+                "cluster = \"e2e-other\", namespace = \"{}\", name = \"web\"",
+                w.a
+            ),
+        ),
     ]
     .concat();
     backend_project(
         "k8s",
         &inventory,
         &format!(
-            "[executors.k8s]\nkubeconfig = \"{}\"",
-            kubeconfig().display()
+            "[executors.k8s]\nkubeconfig = \"{}\"\nclusters = {{ e2e = \"{}\" }}",
+            kubeconfig().display(),
+            current_context()
         ),
     )
+}
+
+/// The kubeconfig's current context, which the projects map the inventory cluster `e2e`
+/// to (`agentsafe` for `cargo xtask k8s-up`).
+fn current_context() -> String {
+    kube::config::Kubeconfig::read_from(kubeconfig())
+        .unwrap()
+        .current_context
+        .expect("the kubeconfig names a current context")
 }
 
 fn act(dir: &Path, action: &str, target: &str, params: Value) -> (String, Value) {
@@ -639,6 +660,47 @@ fn a_ticket_for_namespace_a_never_acts_in_namespace_b() {
     assert_eq!(report["record"]["params"]["namespace"], w.a.as_str());
     assert_eq!(w.replicas(&w.a), 2);
     assert_eq!(w.replicas(&w.b), 0, "namespace B untouched");
+}
+
+/// The audit's finding: a ticket decided for one cluster must not run against whatever
+/// cluster the runner's kubeconfig points at. `e2e-other/web` has the namespace and name of
+/// `e2e/web`, but its cluster is not in `[executors.k8s] clusters`.
+#[test]
+#[ignore = "needs a Kubernetes API server: cargo xtask k8s-up"]
+fn a_ticket_for_another_cluster_is_refused_and_changes_nothing() {
+    let w = World::new();
+    let p = project(&w, "unused-ns");
+    let dir = p.path();
+    let (ticket, _) = allow(
+        dir,
+        "scale-deployment",
+        "e2e-other/web",
+        &json!({"replicas": 2}),
+    );
+    let (r, report) = run_ticket(dir, &ticket);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(report["outcome"], "failed", "{report}");
+    assert_eq!(report["reason_code"], "wrong_location", "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains("cluster `e2e-other`")
+            && message.contains("`[executors.k8s] clusters`")
+            && message.contains("nothing was executed"),
+        "{message}"
+    );
+    let rec = &report["record"];
+    assert_eq!(rec["executed"], false, "{rec}");
+    assert_eq!(rec["params"]["cluster"], "e2e-other", "{rec}");
+    assert_eq!(
+        w.replicas(&w.a),
+        0,
+        "the deployment in the mapped cluster is untouched"
+    );
+    // The same change for the target in the mapped cluster runs.
+    let (_, report) = act(dir, "scale-deployment", "e2e/web", json!({"replicas": 2}));
+    assert_eq!(report["record"]["params"]["cluster"], "e2e");
+    assert_eq!(w.replicas(&w.a), 2);
+    verify(dir);
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn the_demo_runs_a_ticket_refuses_its_replay_and_plans_the_rollback() {
         "→ SUCCEEDED  (executed)",
         "replicas 3 → 4",
         "→ replay refused: already redeemed",
-        "→ scale-deployment on staging/api-server with {\"name\":\"api-server\",\"namespace\":\"web\",\"replicas\":3}",
+        "→ scale-deployment on staging/api-server with {\"cluster\":\"staging-eu-1\",\"name\":\"api-server\",\"namespace\":\"web\",\"replicas\":3}",
         "Every step behaved as designed.",
     ] {
         assert!(

@@ -38,6 +38,17 @@ pub enum CoreError {
         /// What went wrong.
         message: String,
     },
+    /// The ticket is for a place the executor does not act in: a Kubernetes cluster not
+    /// mapped to a connection of its own, an AWS account other than the one its credentials
+    /// belong to, or no place at all. The executor refused before sending anything that
+    /// reads or changes the target. The message names both places and the setting to change.
+    #[error("{executor}: {message}")]
+    ExecutorWrongLocation {
+        /// The executor's name.
+        executor: String,
+        /// Where the ticket is for and where the executor is connected.
+        message: String,
+    },
     /// The executor stopped because the run was cancelled (its timeout fired).
     #[error("cancelled")]
     ExecutorCancelled,

@@ -42,6 +42,37 @@ pub enum AwsError {
         /// The AWS error code and message, or the transport error.
         detail: String,
     },
+    /// The ticket's params name no account, so the executor cannot tell where it may act.
+    /// Nothing was sent.
+    #[error(
+        "{action}: the ticket names no account: the action must bind an `account` param to the target (`target_attr = \"account\"`), as the shipped actions do; nothing was sent"
+    )]
+    NoAccount {
+        /// The action.
+        action: String,
+    },
+    /// The ticket's account is not in `[executors.aws] accounts`. Nothing was sent.
+    #[error(
+        "the ticket is for account `{account}`, which `[executors.aws] accounts` does not list (it lists {}); nothing was sent",
+        listed(allowed)
+    )]
+    AccountNotAllowed {
+        /// The account the ticket is for.
+        account: String,
+        /// The accounts the configuration lists.
+        allowed: Vec<String>,
+    },
+    /// The credentials belong to another account than the ticket's. Nothing but STS
+    /// GetCallerIdentity was sent.
+    #[error(
+        "the ticket is for account `{ticket}`, but the credentials this runner acts with belong to account `{credentials}`; nothing was sent to the target"
+    )]
+    WrongAccount {
+        /// The account the ticket is for.
+        ticket: String,
+        /// The account of the credentials (STS GetCallerIdentity).
+        credentials: String,
+    },
     /// A wait for a state change ran out of time.
     #[error("{0}")]
     WaitTimeout(String),
@@ -50,11 +81,26 @@ pub enum AwsError {
     Cancelled,
 }
 
+/// `a`, `b` in backticks.
+fn listed(accounts: &[String]) -> String {
+    accounts
+        .iter()
+        .map(|a| format!("`{a}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl From<AwsError> for CoreError {
     fn from(e: AwsError) -> CoreError {
         match e {
             AwsError::NotFound(what) => CoreError::ExecutorNotFound(what),
             AwsError::Cancelled => CoreError::ExecutorCancelled,
+            e @ (AwsError::NoAccount { .. }
+            | AwsError::AccountNotAllowed { .. }
+            | AwsError::WrongAccount { .. }) => CoreError::ExecutorWrongLocation {
+                executor: NAME.into(),
+                message: e.to_string(),
+            },
             other => CoreError::ExecutorBackend {
                 executor: NAME.into(),
                 message: other.to_string(),

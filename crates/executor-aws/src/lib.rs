@@ -9,6 +9,13 @@
 //! metadata). The region is the `region` param the decision point bound to the target. The
 //! endpoint is [`AwsConfig::endpoint_url`], else `AWS_ENDPOINT_URL` (LocalStack, moto), else
 //! AWS's own.
+//!
+//! Where it acts: every AWS action binds the target's `account` and `region` into the
+//! params the ticket signs. Before any call that reads or changes the target, the executor
+//! asks STS GetCallerIdentity whose the credentials are (once per access key id for the
+//! life of the process) and refuses a ticket for another account, for an account that
+//! [`AwsConfig::accounts`] does not list (when it lists any), or naming no account, with
+//! [`CoreError::ExecutorWrongLocation`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +81,9 @@ pub struct AwsConfig {
     pub wait_timeout_seconds: u64,
     /// Per-action bound of the wait in seconds, by action name (`ec2-stop-instance = 300`). Unknown action names are an error at `new`.
     pub wait_timeout_seconds_by_action: BTreeMap<String, u64>,
+    /// The accounts this runner may act in (12-digit ids); empty: any account. Whatever
+    /// the list, a ticket runs only when the credentials belong to its `account` param.
+    pub accounts: Vec<String>,
 }
 
 /// The SDK configuration of one region, loaded once.
@@ -89,6 +99,9 @@ struct Shared {
 pub struct AwsExecutor {
     config: AwsConfig,
     regions: Mutex<BTreeMap<String, Shared>>,
+    /// The account of each credential seen (by access key id, never the secret), asked
+    /// of STS GetCallerIdentity once per credential for the life of the process.
+    identities: Mutex<BTreeMap<String, String>>,
 }
 
 impl AwsExecutor {
@@ -109,6 +122,11 @@ impl AwsExecutor {
         if config.profile.as_deref() == Some("") {
             return Err(AwsError::Config("profile is empty".into()));
         }
+        if let Some(bad) = config.accounts.iter().find(|a| !params::is_account(a)) {
+            return Err(AwsError::Config(format!(
+                "accounts: `{bad}` is not an AWS account id (12 digits)"
+            )));
+        }
         for name in config.wait_timeout_seconds_by_action.keys() {
             if !ACTIONS.contains(&name.as_str()) {
                 return Err(AwsError::Config(format!(
@@ -120,6 +138,7 @@ impl AwsExecutor {
         Ok(AwsExecutor {
             config,
             regions: Mutex::new(BTreeMap::new()),
+            identities: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -183,9 +202,32 @@ impl AwsExecutor {
     }
 
     /// The clients of one call: the region's SDK configuration, with the runner's static
-    /// credentials when it handed any.
+    /// credentials when it handed any, after the account check. Every call goes through
+    /// here before it sends anything about the target.
+    ///
+    /// # Errors
+    /// [`AwsError::NoAccount`], [`AwsError::AccountNotAllowed`] and
+    /// [`AwsError::WrongAccount`] (all become [`CoreError::ExecutorWrongLocation`]); an
+    /// invalid param or credential; STS failing to say whose the credentials are.
     async fn clients(&self, ctx: &ActionContext, creds: &Credentials) -> Result<Aws, AwsError> {
         let p = Params::new(&ctx.params);
+        let account = p.account()?.ok_or_else(|| AwsError::NoAccount {
+            action: ctx.action.clone(),
+        })?;
+        if let Some(expected) = ctx.attributes.get("account")
+            && expected != account
+        {
+            return Err(AwsError::Param {
+                param: "account".into(),
+                reason: format!("`{account}` differs from the target's account `{expected}`"),
+            });
+        }
+        if !self.config.accounts.is_empty() && !self.config.accounts.iter().any(|a| a == account) {
+            return Err(AwsError::AccountNotAllowed {
+                account: account.to_owned(),
+                allowed: self.config.accounts.clone(),
+            });
+        }
         let region = p.region()?;
         let static_creds = static_credentials(creds)?;
         let shared = self.shared(region).await;
@@ -198,11 +240,67 @@ impl AwsExecutor {
                 )
                 .build();
         }
-        Ok(Aws {
+        let aws = Aws {
             sdk: Arc::new(sdk),
             path_style: shared.path_style,
             region: region.to_owned(),
-        })
+            account: account.to_owned(),
+        };
+        let actual = self.account_of(&aws).await?;
+        if actual != account {
+            return Err(AwsError::WrongAccount {
+                ticket: account.to_owned(),
+                credentials: actual,
+            });
+        }
+        Ok(aws)
+    }
+
+    /// The account the credentials of `aws` belong to: STS GetCallerIdentity, asked once
+    /// per access key id for the life of the executor.
+    ///
+    /// # Errors
+    /// When no credentials can be resolved or STS does not answer with an account.
+    async fn account_of(&self, aws: &Aws) -> Result<String, AwsError> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let provider = aws
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| AwsError::Backend {
+                class: "access denied",
+                what: "sts GetCallerIdentity".into(),
+                detail: "no AWS credentials are configured".into(),
+            })?;
+        let key = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| AwsError::Backend {
+                class: "access denied",
+                what: "resolving the AWS credentials".into(),
+                detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            })?
+            .access_key_id()
+            .to_owned();
+        if let Some(account) = self.identities.lock().await.get(&key) {
+            return Ok(account.clone());
+        }
+        let out = aws
+            .sts()
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| error::sdk(e, "sts GetCallerIdentity", "the caller identity"))?;
+        let account = out
+            .account()
+            .filter(|a| params::is_account(a))
+            .map(str::to_owned)
+            .ok_or_else(|| AwsError::Backend {
+                class: "unreadable response",
+                what: "sts GetCallerIdentity".into(),
+                detail: "no account id in the answer".into(),
+            })?;
+        self.identities.lock().await.insert(key, account.clone());
+        Ok(account)
     }
 }
 
@@ -255,6 +353,8 @@ pub(crate) struct Aws {
     sdk: Arc<aws_config::SdkConfig>,
     path_style: bool,
     region: String,
+    /// The account of the ticket, which the credentials were checked to belong to.
+    account: String,
 }
 
 impl Aws {
@@ -284,6 +384,10 @@ impl Aws {
     }
     pub(crate) fn region(&self) -> &str {
         &self.region
+    }
+    /// The account the call acts in: the ticket's, which the credentials belong to.
+    pub(crate) fn account(&self) -> &str {
+        &self.account
     }
 }
 
@@ -513,8 +617,77 @@ mod tests {
                 .wait_limit("x"),
             Duration::from_secs(120)
         );
+        let bad = AwsConfig {
+            accounts: vec!["123456789012".into(), "12345".into()],
+            ..AwsConfig::default()
+        };
+        let e = AwsExecutor::new(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("accounts: `12345` is not an AWS account id"),
+            "{e}"
+        );
         let typo = serde_json::from_value::<AwsConfig>(serde_json::json!({"endpoint": "x"}));
         assert!(typo.is_err(), "unknown keys are errors");
+    }
+
+    /// The account checks that need no AWS: a ticket naming no account, or one the
+    /// allow-list does not list, is refused before any request (no endpoint is reachable
+    /// here, so a request would be a different error).
+    #[test]
+    fn a_ticket_without_a_listed_account_sends_nothing() {
+        let ex = AwsExecutor::new(AwsConfig {
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            accounts: vec!["123456789012".into()],
+            ..AwsConfig::default()
+        })
+        .unwrap();
+        let ctx = |params: serde_json::Value| ActionContext {
+            action: "ec2-stop-instance".into(),
+            target: "t".into(),
+            target_type: None,
+            attributes: BTreeMap::new(),
+            params: params.as_object().cloned().unwrap_or_default(),
+            decision_id: "0".repeat(32),
+            ticket_nonce: "0".repeat(32),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let none = Credentials::none(Timestamp::now());
+        let e = rt
+            .block_on(ex.capture_state(
+                &ctx(serde_json::json!({"region": "eu-west-1", "instance_id": "i-0123abcd"})),
+                &none,
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. })
+                && e.to_string()
+                    .contains("ec2-stop-instance: the ticket names no account"),
+            "{e:?}"
+        );
+        let e = rt
+            .block_on(ex.execute(
+                &ctx(serde_json::json!({"account": "210987654321", "region": "eu-west-1", "instance_id": "i-0123abcd"})),
+                &none,
+                &Cancel::new(),
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. })
+                && e.to_string().contains(
+                    "the ticket is for account `210987654321`, which `[executors.aws] accounts` does not list (it lists `123456789012`)"
+                ),
+            "{e:?}"
+        );
+        let e = rt
+            .block_on(ex.capture_state(
+                &ctx(serde_json::json!({"account": "2109876543", "region": "eu-west-1", "instance_id": "i-0123abcd"})),
+                &none,
+            ))
+            .unwrap_err();
+        assert!(e.to_string().contains("param `account`"), "{e}");
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub(crate) fn is_region(s: &str) -> bool {
     matches!(rest, [name, digit] if lower(name) && digit.len() == 1 && digit.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// An AWS account id: 12 digits.
+pub(crate) fn is_account(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// `i-` then 8 or 17 lowercase hex digits.
 pub(crate) fn is_instance_id(s: &str) -> bool {
     s.strip_prefix("i-")
@@ -190,6 +195,14 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// The account the ticket is for, or `None` when the params name none.
+    pub(crate) fn account(&self) -> Result<Option<&'a str>, AwsError> {
+        if self.0.get("account").is_none_or(Value::is_null) {
+            return Ok(None);
+        }
+        self.checked("account", is_account, "an AWS account id (12 digits)")
+            .map(Some)
+    }
     pub(crate) fn region(&self) -> Result<&'a str, AwsError> {
         self.checked("region", is_region, "an AWS region")
     }
@@ -277,6 +290,18 @@ mod tests {
     fn identifiers() {
         type Check = fn(&str) -> bool;
         let cases: &[(Check, &[&str], &[&str])] = &[
+            (
+                is_account,
+                &["123456789012", "000000000000"],
+                &[
+                    "",
+                    "12345678901",
+                    "1234567890123",
+                    "12345678901a",
+                    "*",
+                    " 123456789012",
+                ],
+            ),
             (
                 is_region,
                 &[

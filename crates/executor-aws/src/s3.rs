@@ -88,23 +88,6 @@ fn failed(s: String) -> Result<PrecheckResult, AwsError> {
     Ok(PrecheckResult::Failed(s))
 }
 
-/// The account of the caller's credentials (the bucket owner's, for a bucket of the account).
-async fn account(aws: &Aws) -> Result<String, AwsError> {
-    let out = aws
-        .sts()
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| sdk(e, "sts GetCallerIdentity", "the caller identity"))?;
-    out.account()
-        .map(str::to_owned)
-        .ok_or_else(|| AwsError::Backend {
-            class: "unreadable response",
-            what: "sts GetCallerIdentity".into(),
-            detail: "no account in the answer".into(),
-        })
-}
-
 pub(crate) async fn precheck(
     aws: &Aws,
     _ctx: &ActionContext,
@@ -271,8 +254,8 @@ pub(crate) async fn precheck(
             match policy::parse_for_bucket(text, bucket) {
                 Ok(Document::Empty) => passed("no policy denies anything".into()),
                 Ok(Document::Statements(s)) => {
-                    let account = account(aws).await?;
-                    let lockout = policy::account_lockout_statements(&s, &account);
+                    let account = aws.account();
+                    let lockout = policy::account_lockout_statements(&s, account);
                     if lockout.is_empty() {
                         passed(format!(
                             "no statement denies account {account} reading or changing the policy"

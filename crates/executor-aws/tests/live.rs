@@ -20,8 +20,8 @@ use agentsafe_core::{
     ActionContext, Cancel, CoreError, Credentials, Executor, PrecheckResult, Secret, Timestamp,
 };
 use agentsafe_e2e::moto::{
-    Svc, call, call_fails_with, endpoint, new_function, new_instance, new_service, oracle_service,
-    py, region,
+    Svc, account, call, call_fails_with, endpoint, new_function, new_instance, new_service,
+    oracle_service, other_account, py, region,
 };
 use agentsafe_e2e::unique;
 use agentsafe_executor_aws::{AwsConfig, AwsExecutor};
@@ -33,13 +33,18 @@ fn executor() -> AwsExecutor {
     AwsExecutor::new(AwsConfig::default()).unwrap()
 }
 
+/// A context for `action` in the credentials' account (unless `params` name another).
 fn ctx(action: &str, params: Value) -> ActionContext {
+    let mut params = params.as_object().cloned().unwrap();
+    params
+        .entry("account")
+        .or_insert_with(|| Value::from(account()));
     ActionContext {
         action: action.into(),
         target: "t".into(),
         target_type: None,
         attributes: BTreeMap::new(),
-        params: params.as_object().cloned().unwrap(),
+        params,
         decision_id: "0".repeat(32),
         ticket_nonce: "0".repeat(32),
     }
@@ -338,10 +343,16 @@ fn ec2_stop_conforms() {
     let ex = executor();
     let id = new_instance();
     let case = ConformanceCase::new("ec2-stop-instance", "web-1")
-        .params(json!({"region": region(), "instance_id": id, "force": false}))
+        .params(
+            json!({"account": account(), "region": region(), "instance_id": id, "force": false}),
+        )
         .target(
             "aws-ec2-instance",
-            &[("region", &region()), ("instance_id", &id)],
+            &[
+                ("account", &account()),
+                ("region", &region()),
+                ("instance_id", &id),
+            ],
         )
         .prechecks(&[
             "instance_exists",
@@ -394,6 +405,82 @@ fn static_credentials_from_the_runner_are_used_and_never_shown() {
     assert!(e.contains("malformed") && !e.contains("canary"), "{e}");
 }
 
+/// A ticket for another account than the one the credentials belong to (as STS says) is
+/// refused by every call before anything reads or changes the target; the allow-list
+/// `accounts` refuses an account it does not list; a ticket naming no account is refused.
+#[test]
+#[ignore = "needs an AWS endpoint: cargo xtask moto-up"]
+fn a_ticket_for_another_account_is_refused_and_changes_nothing() {
+    let ex = executor();
+    let id = new_instance();
+    let mut stop = ec2("ec2-stop-instance", &id);
+    stop.params.insert("account".into(), json!(other_account()));
+    let refusals = |ex: &AwsExecutor, c: &ActionContext| {
+        vec![
+            block_on(ex.precheck(c, "instance_exists", &none())).unwrap_err(),
+            block_on(ex.capture_state(c, &none())).unwrap_err(),
+            block_on(ex.dry_run(c, &none())).unwrap_err(),
+            block_on(ex.execute(c, &none(), &Cancel::new())).unwrap_err(),
+        ]
+    };
+    for e in refusals(&ex, &stop) {
+        let text = e.to_string();
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. }),
+            "{e:?}"
+        );
+        assert!(
+            text.contains(&format!("the ticket is for account `{}`", other_account()))
+                && text.contains(&format!("belong to account `{}`", account()))
+                && text.contains("nothing was sent to the target"),
+            "{text}"
+        );
+    }
+    assert_eq!(oracle_instance(&id)["State"]["Name"], "running");
+
+    // The allow-list: the credentials' own account, unlisted, is refused before STS.
+    let listed = |accounts: Vec<String>| {
+        AwsExecutor::new(AwsConfig {
+            accounts,
+            ..AwsConfig::default()
+        })
+        .unwrap()
+    };
+    let right = ec2("ec2-stop-instance", &id);
+    for e in refusals(&listed(vec![other_account()]), &right) {
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. })
+                && e.to_string()
+                    .contains("`[executors.aws] accounts` does not list"),
+            "{e:?}"
+        );
+    }
+    // Listed and the credentials' own: it acts.
+    let ex = listed(vec![other_account(), account()]);
+    assert_eq!(
+        capture(&ex, &right)["Reservations"][0]["Instances"][0]["InstanceId"],
+        id.as_str()
+    );
+    let mut nowhere = right.clone();
+    nowhere.params.remove("account");
+    for e in refusals(&ex, &nowhere) {
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. })
+                && e.to_string().contains("names no account"),
+            "{e:?}"
+        );
+    }
+    // A ticket whose account is not its target's.
+    let mut moved = right.clone();
+    moved.attributes.insert("account".into(), other_account());
+    let e = block_on(ex.capture_state(&moved, &none())).unwrap_err();
+    assert!(
+        e.to_string().contains("differs from the target's account"),
+        "{e}"
+    );
+    assert_eq!(oracle_instance(&id)["State"]["Name"], "running");
+}
+
 #[test]
 #[ignore = "needs an AWS endpoint: cargo xtask moto-up"]
 fn an_unreachable_endpoint_is_a_clear_backend_error() {
@@ -409,9 +496,8 @@ fn an_unreachable_endpoint_is_a_clear_backend_error() {
         CoreError::ExecutorBackend { executor, message } => {
             assert_eq!(executor, "aws");
             assert!(
-                message.starts_with(
-                    "endpoint unreachable: ec2 DescribeInstances on instance `i-0123456789abcdef0`"
-                ),
+                // The first request of a credential asks whose it is.
+                message.starts_with("endpoint unreachable: sts GetCallerIdentity: "),
                 "{message}"
             );
         }
@@ -496,8 +582,8 @@ fn ecs_scale_conforms() {
     let ex = executor();
     let s = new_service(1);
     let case = ConformanceCase::new("ecs-scale-service", "web")
-        .params(json!({"region": region(), "cluster": s.cluster, "service": s.service, "desired_count": 4}))
-        .target("aws-ecs-service", &[("region", &region()), ("cluster", &s.cluster), ("service", &s.service)])
+        .params(json!({"account": account(), "region": region(), "cluster": s.cluster, "service": s.service, "desired_count": 4}))
+        .target("aws-ecs-service", &[("account", &account()), ("region", &region()), ("cluster", &s.cluster), ("service", &s.service)])
         .prechecks(&["service_exists", "desired_count_within_autoscaling_bounds", "cluster_capacity_available"]);
     let problems = block_on(check(&ex, &case));
     assert!(problems.is_empty(), "{problems:#?}");
@@ -1252,7 +1338,7 @@ fn iam_attach_then_detach() {
 
     let missing = c("iam-attach-role-policy", &arn);
     let missing = ActionContext {
-        params: json!({"region": region(), "role_name": "no-such-role", "policy_arn": arn})
+        params: json!({"account": account(), "region": region(), "role_name": "no-such-role", "policy_arn": arn})
             .as_object()
             .cloned()
             .unwrap(),

@@ -25,7 +25,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// The HTTPS stack (rustls on ring, native roots) against AWS itself: no account is
-/// needed, the request is signed with made-up keys and AWS must answer AuthFailure, which
+/// needed, the request (STS GetCallerIdentity, which every credential is asked first) is
+/// signed with made-up keys and AWS must answer InvalidClientTokenId, which
 /// proves the TLS handshake, the signing and the error mapping. Run it without an endpoint
 /// override.
 #[test]
@@ -48,7 +49,7 @@ fn real_aws_answers_over_tls() {
         target: "t".into(),
         target_type: None,
         attributes: BTreeMap::new(),
-        params: json!({"region": "us-east-1", "instance_id": "i-0123456789abcdef0"})
+        params: json!({"account": "123456789012", "region": "us-east-1", "instance_id": "i-0123456789abcdef0"})
             .as_object()
             .cloned()
             .unwrap(),
@@ -58,7 +59,8 @@ fn real_aws_answers_over_tls() {
     match block_on(ex.capture_state(&c, &creds)) {
         Err(CoreError::ExecutorBackend { message, .. }) => {
             assert!(
-                message.starts_with("access denied: ec2 DescribeInstances"),
+                // The first request of a credential asks STS whose it is.
+                message.starts_with("access denied: sts GetCallerIdentity"),
                 "{message}"
             );
             assert!(!message.contains("wJalrXUtnFEMIK7MDENG"), "{message}");

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 
-use crate::{K8sConfig, K8sError};
+use crate::{IN_CLUSTER, K8sConfig, K8sError};
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,7 +32,7 @@ pub enum Source {
         /// The context used.
         context: String,
     },
-    /// The in-cluster service account.
+    /// The in-cluster service account (a cluster mapped to [`IN_CLUSTER`]).
     InCluster,
 }
 
@@ -53,15 +53,27 @@ fn home_kubeconfig() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".kube").join("config"))
 }
 
-/// Loads and checks the connection settings without connecting.
+/// Loads and checks the connection settings of one kubeconfig context (or, for
+/// [`IN_CLUSTER`], of the in-cluster service account) without connecting.
+///
+/// The kubeconfig is `[executors.k8s] kubeconfig`, else `$KUBECONFIG`, else
+/// `~/.kube/config`; the context is always named, never the file's current one.
 ///
 /// # Errors
-/// A kubeconfig that cannot be read or parsed, a context (or its cluster) that does not
-/// exist, a server URL that does not parse, an unreadable CA file, or no configuration at
-/// all; every message names the file and context.
-pub fn load(config: &K8sConfig) -> Result<(kube::Config, Source), K8sError> {
-    if config.in_cluster {
-        return in_cluster().map(|c| (c, Source::InCluster));
+/// A kubeconfig that cannot be read or parsed, a context (or its cluster or user) that
+/// does not exist, a server URL that does not parse, an unreadable CA file, no kubeconfig
+/// at all, or an in-cluster configuration that is not available; every message names the
+/// file and context.
+pub fn load(config: &K8sConfig, context: &str) -> Result<(kube::Config, Source), K8sError> {
+    let timeout = timeout_of(config);
+    let with_timeouts = |mut cfg: kube::Config| {
+        cfg.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
+        cfg.read_timeout = Some(timeout);
+        cfg.write_timeout = Some(timeout);
+        cfg
+    };
+    if context == IN_CLUSTER {
+        return in_cluster().map(|c| (with_timeouts(c), Source::InCluster));
     }
     let env = std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty());
     let (kubeconfig, path) = if let Some(path) = &config.kubeconfig {
@@ -76,24 +88,13 @@ pub fn load(config: &K8sConfig) -> Result<(kube::Config, Source), K8sError> {
     } else if let Some(path) = home_kubeconfig().filter(|p| p.exists()) {
         (read(&path)?, path)
     } else {
-        return in_cluster().map(|c| (c, Source::InCluster)).map_err(|e| {
-            K8sError::NoConfig(format!(
-                "no kubeconfig (`[executors.k8s] kubeconfig`, $KUBECONFIG, ~/.kube/config) and {e}"
-            ))
-        });
+        return Err(K8sError::NoConfig(format!(
+            "no kubeconfig (`[executors.k8s] kubeconfig`, $KUBECONFIG, ~/.kube/config) to read context `{context}` from"
+        )));
     };
-    let context = config
-        .context
-        .clone()
-        .or_else(|| kubeconfig.current_context.clone())
-        .ok_or_else(|| K8sError::Context {
-            path: path.clone(),
-            context: "<current>".into(),
-            message: "no context named and no current-context set".into(),
-        })?;
     let cx_err = |message: String| K8sError::Context {
         path: path.clone(),
-        context: context.clone(),
+        context: context.to_owned(),
         message,
     };
     let named = kubeconfig
@@ -122,21 +123,27 @@ pub fn load(config: &K8sConfig) -> Result<(kube::Config, Source), K8sError> {
         return Err(cx_err(format!("user `{user}` is not defined")));
     }
     let options = KubeConfigOptions {
-        context: Some(context.clone()),
+        context: Some(context.to_owned()),
         cluster: None,
         user: None,
     };
-    let mut cfg = ready(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
+    let cfg = ready(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
         .ok_or_else(|| cx_err("the kubeconfig loader did not complete".into()))?
         .map_err(|e| cx_err(e.to_string()))?;
-    let timeout = timeout_of(config);
-    cfg.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
-    cfg.read_timeout = Some(timeout);
-    cfg.write_timeout = Some(timeout);
-    Ok((cfg, Source::Kubeconfig { path, context }))
+    Ok((
+        with_timeouts(cfg),
+        Source::Kubeconfig {
+            path,
+            context: context.to_owned(),
+        },
+    ))
 }
 
-fn read(path: &Path) -> Result<Kubeconfig, K8sError> {
+/// Reads and parses a kubeconfig file.
+///
+/// # Errors
+/// When the file cannot be read or is not a kubeconfig.
+pub fn read(path: &Path) -> Result<Kubeconfig, K8sError> {
     Kubeconfig::read_from(path).map_err(|e| K8sError::Kubeconfig {
         path: path.to_owned(),
         message: e.to_string(),
@@ -216,18 +223,17 @@ current-context: one
         f
     }
 
-    fn cfg(path: &Path, context: Option<&str>) -> K8sConfig {
+    fn cfg(path: &Path) -> K8sConfig {
         K8sConfig {
             kubeconfig: Some(path.to_owned()),
-            context: context.map(str::to_owned),
             ..K8sConfig::default()
         }
     }
 
     #[test]
-    fn loads_the_current_and_a_named_context() {
+    fn loads_a_named_context() {
         let f = file(KUBECONFIG);
-        let (c, src) = load(&cfg(f.path(), None)).unwrap();
+        let (c, src) = load(&cfg(f.path()), "one").unwrap();
         assert_eq!(c.cluster_url.to_string(), "http://127.0.0.1:1/");
         assert_eq!(
             src,
@@ -237,24 +243,20 @@ current-context: one
             }
         );
         assert_eq!(c.read_timeout, Some(DEFAULT_TIMEOUT));
-        let (_, src) = load(&cfg(f.path(), Some("one"))).unwrap();
-        assert!(matches!(src, Source::Kubeconfig { context, .. } if context == "one"));
     }
 
     #[test]
     fn errors_name_the_file_and_context() {
         let f = file(KUBECONFIG);
-        let e = load(&cfg(f.path(), Some("two"))).unwrap_err().to_string();
+        let e = load(&cfg(f.path()), "two").unwrap_err().to_string();
         assert!(e.contains(&f.path().display().to_string()), "{e}");
         assert!(
             e.contains("context `two`") && e.contains("contexts: one, broken"),
             "{e}"
         );
-        let e = load(&cfg(f.path(), Some("broken")))
-            .unwrap_err()
-            .to_string();
+        let e = load(&cfg(f.path()), "broken").unwrap_err().to_string();
         assert!(e.contains("cluster `nowhere` is not defined"), "{e}");
-        let e = load(&cfg(Path::new("/nonexistent/kubeconfig"), None))
+        let e = load(&cfg(Path::new("/nonexistent/kubeconfig")), "one")
             .unwrap_err()
             .to_string();
         assert!(
@@ -262,7 +264,7 @@ current-context: one
             "{e}"
         );
         let g = file("{not yaml");
-        let e = load(&cfg(g.path(), None)).unwrap_err().to_string();
+        let e = load(&cfg(g.path()), "one").unwrap_err().to_string();
         assert!(e.contains("cannot load kubeconfig"), "{e}");
         assert!(!e.contains("not-a-real-token"), "{e}");
     }

@@ -37,6 +37,35 @@ pub enum K8sError {
     /// No kubeconfig was found and the in-cluster configuration is not available.
     #[error("no Kubernetes configuration: {0}")]
     NoConfig(String),
+    /// `[executors.k8s]` is not usable as written (the key is named).
+    #[error("invalid `[executors.k8s]` config: {0}")]
+    Config(String),
+    /// A cluster of `[executors.k8s] clusters` cannot be connected to as configured.
+    #[error("`[executors.k8s] clusters`: cluster `{cluster}`: {source}")]
+    Cluster {
+        /// The inventory cluster name.
+        cluster: String,
+        /// Why its context cannot be used.
+        source: Box<K8sError>,
+    },
+    /// The ticket's params name no cluster, so the executor cannot tell where it may act.
+    /// Nothing was sent to any API server.
+    #[error(
+        "{action}: the ticket names no cluster: the action must bind a `cluster` param to the target (`target_attr = \"cluster\"`), as the shipped actions do; nothing was sent"
+    )]
+    NoCluster {
+        /// The action.
+        action: String,
+    },
+    /// The ticket's cluster is not mapped to a kubeconfig context. Nothing was sent to any
+    /// API server.
+    #[error("{}", unmapped(cluster, mapped))]
+    UnmappedCluster {
+        /// The cluster the ticket is for.
+        cluster: String,
+        /// The clusters `[executors.k8s] clusters` maps, sorted.
+        mapped: Vec<String>,
+    },
     /// The HTTP client could not be built (TLS, certificates).
     #[error("cannot build the Kubernetes client: {0}")]
     Client(String),
@@ -102,11 +131,38 @@ impl K8sError {
     }
 }
 
+/// The message of [`K8sError::UnmappedCluster`].
+fn unmapped(cluster: &str, mapped: &[String]) -> String {
+    let fix = format!(
+        "add it to `[executors.k8s] clusters` (`clusters = {{ \"{cluster}\" = \"<kubeconfig context>\" }}`) to let this runner act there"
+    );
+    if mapped.is_empty() {
+        format!(
+            "the ticket is for cluster `{cluster}`, but `[executors.k8s] clusters` maps no cluster to a kubeconfig context: {fix}; nothing was sent"
+        )
+    } else {
+        format!(
+            "the ticket is for cluster `{cluster}`, which `[executors.k8s] clusters` does not map (it maps {}): {fix}; nothing was sent",
+            mapped
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 impl From<K8sError> for CoreError {
     fn from(e: K8sError) -> CoreError {
         match e {
             K8sError::NotFound(what) => CoreError::ExecutorNotFound(what),
             K8sError::Cancelled => CoreError::ExecutorCancelled,
+            e @ (K8sError::NoCluster { .. } | K8sError::UnmappedCluster { .. }) => {
+                CoreError::ExecutorWrongLocation {
+                    executor: NAME.to_owned(),
+                    message: e.to_string(),
+                }
+            }
             other => CoreError::ExecutorBackend {
                 executor: NAME.to_owned(),
                 message: other.to_string(),
@@ -247,6 +303,42 @@ mod tests {
             assert!(text.contains("because"), "{text}");
             assert_eq!(e.status_code(), Some(code));
         }
+    }
+
+    #[test]
+    fn an_unmapped_cluster_is_a_wrong_location_naming_the_cluster_and_the_key() {
+        let e = CoreError::from(K8sError::UnmappedCluster {
+            cluster: "staging-eu-1".into(),
+            mapped: vec!["prod-eu-1".into()],
+        });
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. }),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        assert!(
+            message.contains("cluster `staging-eu-1`")
+                && message.contains("maps `prod-eu-1`")
+                && message.contains("`[executors.k8s] clusters`")
+                && message.contains("nothing was sent"),
+            "{message}"
+        );
+        let e = K8sError::UnmappedCluster {
+            cluster: "dev-1".into(),
+            mapped: Vec::new(),
+        }
+        .to_string();
+        assert!(
+            e.contains("maps no cluster") && e.contains("clusters = { \"dev-1\""),
+            "{e}"
+        );
+        let e = CoreError::from(K8sError::NoCluster {
+            action: "scale-deployment".into(),
+        });
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. }),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! another namespace into a request URL, whoever calls the library.
 //!
 //! The registry validated the params before the ticket was signed; this is defence in
-//! depth. A param bound to a target attribute (`namespace`, `node`, `name`) must also
-//! equal that attribute of the context: a ticket for namespace A never acts in B.
+//! depth. A param bound to a target attribute (`cluster`, `namespace`, `node`, `name`)
+//! must also equal that attribute of the context: a ticket for namespace A never acts in B.
+//! [`cluster`] reads the cluster the executor connects to before anything else.
 
 use std::collections::BTreeMap;
 
@@ -423,6 +424,25 @@ impl P<'_> {
             Some(_) => Err(self.err(name, "must be an array of strings")),
         }
     }
+}
+
+/// The cluster a ticket is for: its `cluster` param, a DNS-1123 subdomain equal to the
+/// target's `cluster` attribute when the context carries one.
+///
+/// # Errors
+/// [`K8sError::NoCluster`] when the params name no cluster (an action that does not bind
+/// `cluster`), [`K8sError::InvalidParam`] for a value that is not a string, not a valid
+/// name or not the target's cluster. Nothing has been sent to any API server then.
+pub fn cluster(ctx: &ActionContext) -> Result<String, K8sError> {
+    let p = P { ctx };
+    if p.raw("cluster").is_none() {
+        return Err(K8sError::NoCluster {
+            action: ctx.action.clone(),
+        });
+    }
+    let cluster = p.object("cluster")?;
+    p.bound("cluster", "cluster", &cluster)?;
+    Ok(cluster)
 }
 
 /// A value as shown in an error: at most 80 characters, control characters escaped.
@@ -898,6 +918,32 @@ mod tests {
         let mut n = ctx("drain-node", json!({"node": "n2"}));
         n.attributes.insert("node".into(), "n1".into());
         assert!(Op::parse(&n).is_err());
+    }
+
+    #[test]
+    fn the_cluster_is_required_valid_and_the_targets() {
+        let mut c = ctx("scale-deployment", json!({"namespace": "p", "name": "w"}));
+        assert_eq!(
+            cluster(&c).unwrap_err(),
+            K8sError::NoCluster {
+                action: "scale-deployment".into()
+            }
+        );
+        for bad in [json!("a b"), json!("--context=prod"), json!("A"), json!(3)] {
+            c.params.insert("cluster".into(), bad.clone());
+            assert!(
+                matches!(cluster(&c), Err(K8sError::InvalidParam { ref param, .. }) if param == "cluster"),
+                "{bad}"
+            );
+        }
+        c.params.insert("cluster".into(), json!("staging-eu-1"));
+        assert_eq!(cluster(&c).unwrap(), "staging-eu-1");
+        c.attributes.insert("cluster".into(), "prod-eu-1".into());
+        let e = cluster(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("differs from the target's cluster `prod-eu-1`"),
+            "{e}"
+        );
     }
 
     #[test]

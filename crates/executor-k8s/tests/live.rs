@@ -41,14 +41,36 @@ fn kubeconfig() -> PathBuf {
     }
 }
 
-fn executor(context: Option<&str>) -> K8sExecutor {
+/// The inventory cluster name the tests' tickets carry.
+const CLUSTER: &str = "live";
+
+/// The kubeconfig's current context (`agentsafe` for `cargo xtask k8s-up`, `kind-kind` on
+/// Kind).
+fn current_context() -> String {
+    kube::config::Kubeconfig::read_from(kubeconfig())
+        .unwrap()
+        .current_context
+        .expect("the kubeconfig names a current context")
+}
+
+/// An executor mapping the clusters `(inventory name, context)`.
+fn executor_for(clusters: &[(&str, &str)]) -> K8sExecutor {
     K8sExecutor::new(K8sConfig {
         kubeconfig: Some(kubeconfig()),
-        context: context.map(str::to_owned),
+        clusters: clusters
+            .iter()
+            .map(|(c, x)| ((*c).to_owned(), (*x).to_owned()))
+            .collect(),
         request_timeout_seconds: 20,
         ..K8sConfig::default()
     })
     .unwrap()
+}
+
+/// An executor mapping [`CLUSTER`] to `context` (default: the current one).
+fn executor(context: Option<&str>) -> K8sExecutor {
+    let context = context.map_or_else(current_context, str::to_owned);
+    executor_for(&[(CLUSTER, &context)])
 }
 
 async fn client() -> kube::Client {
@@ -79,13 +101,18 @@ fn none() -> Credentials {
     Credentials::none(Timestamp::now())
 }
 
+/// A context for `action` in [`CLUSTER`] (unless `params` name another cluster).
 fn ctx(action: &str, params: Value) -> ActionContext {
+    let mut params = params.as_object().cloned().unwrap();
+    params
+        .entry("cluster")
+        .or_insert_with(|| Value::from(CLUSTER));
     ActionContext {
         action: action.into(),
         target: "t".into(),
         target_type: None,
         attributes: BTreeMap::new(),
-        params: params.as_object().cloned().unwrap(),
+        params,
         decision_id: "0".repeat(32),
         ticket_nonce: "0".repeat(32),
     }
@@ -95,6 +122,7 @@ fn deployment_target(mut c: ActionContext, ns: &str, name: &str) -> ActionContex
     c.target = format!("{ns}-{name}");
     c.target_type = Some("k8s-deployment".into());
     c.attributes = BTreeMap::from([
+        ("cluster".into(), CLUSTER.into()),
         ("namespace".into(), ns.into()),
         ("name".into(), name.into()),
     ]);
@@ -287,6 +315,71 @@ fn app(image: &str) -> Value {
     json!([{"name": "app", "image": image}])
 }
 
+/// The inventory's `staging/api-server` and `prod/api-server` share namespace and name: a
+/// ticket acts only in the cluster it names, through the context that cluster is mapped
+/// to, and a ticket for a cluster that is not mapped changes nothing.
+#[tokio::test]
+#[ignore = "needs a Kubernetes API server: cargo xtask k8s-up"]
+async fn a_mapped_cluster_acts_and_an_unmapped_one_is_refused() {
+    let ns = Ns::new("where").await;
+    let n = &ns.name;
+    create_deployment(n, "api-server", 0, app("busybox:1.36")).await;
+    let ex = executor_for(&[("staging-live", &current_context())]);
+    let scale = |cluster: &str, replicas: i64| {
+        let mut c = deployment_target(
+            ctx(
+                "scale-deployment",
+                json!({"cluster": cluster, "namespace": n, "name": "api-server", "replicas": replicas}),
+            ),
+            n,
+            "api-server",
+        );
+        c.attributes.insert("cluster".into(), cluster.into());
+        c
+    };
+    let api: Api<Deployment> = Api::namespaced(client().await, n);
+    let replicas = || async {
+        api.get("api-server")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas
+            .unwrap()
+    };
+
+    let staging = scale("staging-live", 2);
+    assert_passed(&check(&ex, &staging, "deployment_exists").await);
+    assert!(ex.dry_run(&staging, &none()).await.unwrap().is_some());
+    run(&ex, &staging).await;
+    assert_eq!(replicas().await, 2);
+    assert_eq!(
+        ex.capture_state(&staging, &none()).await.unwrap()["spec"]["replicas"],
+        2
+    );
+
+    let prod = scale("prod-live", 0);
+    let errors = [
+        ex.precheck(&prod, "deployment_exists", &none())
+            .await
+            .unwrap_err(),
+        ex.capture_state(&prod, &none()).await.unwrap_err(),
+        ex.dry_run(&prod, &none()).await.unwrap_err(),
+        ex.execute(&prod, &none(), &Cancel::new())
+            .await
+            .unwrap_err(),
+    ];
+    for e in errors {
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. })
+                && e.to_string().contains("cluster `prod-live`")
+                && e.to_string().contains("maps `staging-live`"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(replicas().await, 2, "the refused ticket changed nothing");
+}
+
 #[tokio::test]
 #[ignore = "needs a Kubernetes API server: cargo xtask k8s-up"]
 async fn scale_deployment_end_to_end() {
@@ -410,10 +503,14 @@ fn scale_deployment_conforms() {
     });
     drop(rt);
     let case = ConformanceCase::new("scale-deployment", "web")
-        .params(json!({"namespace": ns.name, "name": "web", "replicas": 2}))
+        .params(json!({"cluster": CLUSTER, "namespace": ns.name, "name": "web", "replicas": 2}))
         .target(
             "k8s-deployment",
-            &[("namespace", &ns.name), ("name", "web")],
+            &[
+                ("cluster", CLUSTER),
+                ("namespace", &ns.name),
+                ("name", "web"),
+            ],
         )
         .prechecks(&[
             "deployment_exists",
@@ -454,8 +551,11 @@ fn update_configmap_conforms() {
     });
     drop(rt);
     let case = ConformanceCase::new("update-configmap", "ns")
-        .params(json!({"namespace": ns.name, "configmap": "cfg", "key": "mode", "value": "b"}))
-        .target("k8s-namespace", &[("namespace", &ns.name)])
+        .params(json!({"cluster": CLUSTER, "namespace": ns.name, "configmap": "cfg", "key": "mode", "value": "b"}))
+        .target(
+            "k8s-namespace",
+            &[("cluster", CLUSTER), ("namespace", &ns.name)],
+        )
         .prechecks(&["configmap_exists", "configmap_not_immutable", "key_exists"]);
     assert_conforms(&case);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,6 +1,7 @@
 //! The requests the executor builds, observed on a fake API server (a local HTTP listener
 //! that records each request line and answers 403): right namespace, pod, container and
-//! argv for logs, exec and port-forward; nothing sent for params that try to inject; and
+//! argv for logs, exec and port-forward; nothing sent for params that try to inject or for
+//! a ticket whose cluster is not mapped; each cluster's requests reach its own server; and
 //! clear errors for an unreachable server. No Kubernetes needed.
 #![allow(
     clippy::unwrap_used,
@@ -70,36 +71,68 @@ async fn fake() -> Fake {
     Fake { port, seen }
 }
 
-fn executor(server: &str, dir: &tempfile::TempDir) -> K8sExecutor {
+/// A kubeconfig in `dir` with one context per `(name, server)`, each with its own cluster
+/// entry and the user `u` (token `kubeconfig-token`).
+fn kubeconfig(dir: &tempfile::TempDir, contexts: &[(&str, &str)]) -> std::path::PathBuf {
     let path = dir.path().join("kubeconfig");
+    let clusters: Vec<String> = contexts
+        .iter()
+        .map(|(name, server)| format!("{{name: {name}, cluster: {{server: \"{server}\"}}}}"))
+        .collect();
+    let named: Vec<String> = contexts
+        .iter()
+        .map(|(name, _)| format!("{{name: {name}, context: {{cluster: {name}, user: u}}}}"))
+        .collect();
     std::fs::write(
         &path,
         format!(
             "apiVersion: v1
 kind: Config
-clusters: [{{name: fake, cluster: {{server: \"{server}\"}}}}]
+clusters: [{}]
 users: [{{name: u, user: {{token: kubeconfig-token}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: u}}}}]
-current-context: fake
-"
+contexts: [{}]
+current-context: {}
+",
+            clusters.join(", "),
+            named.join(", "),
+            contexts[0].0
         ),
     )
     .unwrap();
+    path
+}
+
+/// An executor mapping `clusters` (inventory cluster → context) of the kubeconfig `path`.
+fn mapped(path: std::path::PathBuf, clusters: &[(&str, &str)]) -> K8sExecutor {
     K8sExecutor::new(K8sConfig {
         kubeconfig: Some(path),
+        clusters: clusters
+            .iter()
+            .map(|(c, x)| ((*c).to_owned(), (*x).to_owned()))
+            .collect(),
         request_timeout_seconds: 5,
         ..K8sConfig::default()
     })
     .unwrap()
 }
 
+/// An executor whose one cluster, `fake`, is the context `fake` at `server`.
+fn executor(server: &str, dir: &tempfile::TempDir) -> K8sExecutor {
+    mapped(kubeconfig(dir, &[("fake", server)]), &[("fake", "fake")])
+}
+
+/// A context for `action` in cluster `fake` (unless `params` name another one).
 fn ctx(action: &str, params: Value) -> ActionContext {
+    let mut params = params.as_object().cloned().unwrap();
+    params
+        .entry("cluster")
+        .or_insert_with(|| Value::from("fake"));
     ActionContext {
         action: action.into(),
         target: "t".into(),
         target_type: None,
         attributes: BTreeMap::new(),
-        params: params.as_object().cloned().unwrap(),
+        params,
         decision_id: "0".repeat(32),
         ticket_nonce: "0".repeat(32),
     }
@@ -359,4 +392,187 @@ async fn unreachable_server_is_a_clear_error() {
             && text.contains("connection refused"),
         "{text}"
     );
+}
+
+/// Calls every executor method that talks to the API server (precheck, capture, dry run,
+/// execute) and returns their errors.
+async fn every_call(ex: &K8sExecutor, c: &ActionContext) -> Vec<CoreError> {
+    vec![
+        ex.precheck(c, "deployment_exists", &none())
+            .await
+            .unwrap_err(),
+        ex.capture_state(c, &none()).await.unwrap_err(),
+        ex.dry_run(c, &none()).await.unwrap_err(),
+        ex.execute(c, &none(), &Cancel::new()).await.unwrap_err(),
+    ]
+}
+
+/// The defect this guards against: `staging/api-server` and `prod/api-server` share
+/// namespace and name, so a ticket decided for one cluster must never run in another.
+#[tokio::test]
+async fn a_ticket_for_an_unmapped_cluster_sends_nothing_anywhere() {
+    let (a, b) = (fake().await, fake().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = kubeconfig(
+        &dir,
+        &[
+            ("ctx-a", &format!("http://127.0.0.1:{}", a.port)),
+            ("ctx-b", &format!("http://127.0.0.1:{}", b.port)),
+        ],
+    );
+    // Only B is mapped, although the kubeconfig (and its current context) knows A.
+    let ex = mapped(path.clone(), &[("cluster-b", "ctx-b")]);
+    let params =
+        json!({"cluster": "cluster-a", "namespace": "web", "name": "api-server", "replicas": 3});
+    let for_a = ctx("scale-deployment", params.clone());
+    for e in every_call(&ex, &for_a).await {
+        let text = e.to_string();
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. }),
+            "{e:?}"
+        );
+        assert!(
+            text.contains("cluster `cluster-a`")
+                && text.contains("`[executors.k8s] clusters`")
+                && text.contains("maps `cluster-b`")
+                && text.contains("nothing was sent"),
+            "{text}"
+        );
+    }
+    assert!(lines(&a).is_empty(), "A saw {:?}", lines(&a));
+    assert!(lines(&b).is_empty(), "B saw {:?}", lines(&b));
+
+    // The same ticket for B reaches B, and only B.
+    let mut for_b = for_a.clone();
+    for_b.params.insert("cluster".into(), json!("cluster-b"));
+    let e = ex.capture_state(&for_b, &none()).await.unwrap_err();
+    assert!(e.to_string().contains("forbidden (403)"), "{e}");
+    assert!(lines(&a).is_empty(), "A saw {:?}", lines(&a));
+    assert_eq!(
+        lines(&b),
+        ["GET /apis/apps/v1/namespaces/web/deployments/api-server HTTP/1.1"]
+    );
+
+    // A ticket whose cluster is not its target's, and one naming no cluster: refused too.
+    let mut moved = for_b.clone();
+    moved
+        .attributes
+        .insert("cluster".into(), "cluster-a".into());
+    let e = ex.capture_state(&moved, &none()).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("differs from the target's cluster `cluster-a`"),
+        "{e}"
+    );
+    let mut nowhere = for_b.clone();
+    nowhere.params.remove("cluster");
+    for e in every_call(&ex, &nowhere).await {
+        assert!(
+            matches!(e, CoreError::ExecutorWrongLocation { .. })
+                && e.to_string().contains("names no cluster"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(lines(&b).len(), 1, "B saw {:?}", lines(&b));
+
+    // Nothing mapped (a configuration from before clusters were bound): every ticket is
+    // refused, and the message says what to add.
+    let ex = mapped(path, &[]);
+    for e in every_call(&ex, &for_b).await {
+        let text = e.to_string();
+        assert!(
+            text.contains("maps no cluster")
+                && text.contains("clusters = { \"cluster-b\" = \"<kubeconfig context>\" }"),
+            "{text}"
+        );
+    }
+    assert!(lines(&a).is_empty() && lines(&b).len() == 1);
+}
+
+#[tokio::test]
+async fn two_clusters_two_servers() {
+    let (a, b) = (fake().await, fake().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = kubeconfig(
+        &dir,
+        &[
+            ("ctx-a", &format!("http://127.0.0.1:{}", a.port)),
+            ("ctx-b", &format!("http://127.0.0.1:{}", b.port)),
+        ],
+    );
+    let ex = mapped(
+        path,
+        &[
+            ("staging-eu-1", "ctx-a"),
+            ("prod-eu-1", "ctx-b"),
+            ("prod-alias", "ctx-b"),
+        ],
+    );
+    assert_eq!(
+        ex.server("staging-eu-1").as_deref(),
+        Some(format!("http://127.0.0.1:{}/", a.port).as_str())
+    );
+    assert_eq!(ex.server("dev-1"), None);
+    for cluster in ["staging-eu-1", "prod-eu-1", "prod-alias"] {
+        let c = ctx(
+            "get-configmap",
+            json!({"cluster": cluster, "namespace": "web", "configmap": "cfg"}),
+        );
+        let _ = ex.capture_state(&c, &none()).await.unwrap_err();
+    }
+    assert_eq!(lines(&a).len(), 1, "{:?}", lines(&a));
+    assert_eq!(lines(&b).len(), 2, "{:?}", lines(&b));
+}
+
+#[test]
+fn the_cluster_map_is_checked_at_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = kubeconfig(&dir, &[("ctx-a", "http://127.0.0.1:1")]);
+    let new = |clusters: &[(&str, &str)], context: Option<&str>, in_cluster: bool| {
+        K8sExecutor::new(K8sConfig {
+            kubeconfig: Some(path.clone()),
+            context: context.map(str::to_owned),
+            in_cluster,
+            clusters: clusters
+                .iter()
+                .map(|(c, x)| ((*c).to_owned(), (*x).to_owned()))
+                .collect(),
+            ..K8sConfig::default()
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(new(&[("a", "ctx-a")], None, false), Ok(()));
+    let e = new(&[("a", "ctx-x")], None, false).unwrap_err();
+    assert!(
+        e.starts_with("`[executors.k8s] clusters`: cluster `a`: kubeconfig `")
+            && e.contains("context `ctx-x`: no such context (contexts: ctx-a)"),
+        "{e}"
+    );
+    let e = new(&[], Some("ctx-a"), false).unwrap_err();
+    assert!(
+        e.contains("`context` is no longer used")
+            && e.contains("clusters = { \"<cluster>\" = \"ctx-a\" }"),
+        "{e}"
+    );
+    let e = new(&[("Prod EU", "ctx-a")], None, false).unwrap_err();
+    assert!(
+        e.contains("`Prod EU` is not a valid inventory cluster name"),
+        "{e}"
+    );
+    let e = new(&[("a", "")], None, false).unwrap_err();
+    assert!(e.contains("cluster `a` maps to an empty context"), "{e}");
+    let e = new(&[("a", "ctx-a")], None, true).unwrap_err();
+    assert!(
+        e.contains("map the cluster the runner runs in to \"in-cluster\""),
+        "{e}"
+    );
+    // Outside a pod there is no in-cluster account: the error says so at once.
+    let e = new(&[("a", "in-cluster")], None, true).unwrap_err();
+    assert!(
+        e.contains("cluster `a`") && e.contains("in-cluster configuration is not available"),
+        "{e}"
+    );
+    // Nothing mapped: the executor is built (and refuses every ticket, see above).
+    assert_eq!(new(&[], None, false), Ok(()));
 }

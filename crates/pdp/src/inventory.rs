@@ -358,6 +358,27 @@ attributes = { cluster = "c1", namespace = "prod", name = "api" }
         assert_eq!(t.sensitivity(), Sensitivity::Critical);
     }
 
+    /// Every built-in type carries the attributes that say where it is: the executors
+    /// refuse a ticket whose location is not where they are connected.
+    #[test]
+    fn every_built_in_type_carries_its_location() {
+        for (target_type, attrs) in TARGET_TYPES {
+            let location: &[&str] = if target_type.starts_with("k8s-") {
+                &["cluster"]
+            } else {
+                assert!(target_type.starts_with("aws-"), "{target_type}");
+                &["account", "region"]
+            };
+            for attr in location {
+                assert!(attrs.contains(attr), "{target_type} lacks `{attr}`");
+            }
+        }
+        let e = err(
+            "[[targets]]\nid = \"a\"\ntype = \"k8s-namespace\"\nenvironment = \"p\"\nsensitivity = \"public\"\nattributes = { namespace = \"n\" }\n",
+        );
+        assert!(e.contains("needs the attribute `cluster`"), "{e}");
+    }
+
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = err(

@@ -154,7 +154,9 @@ fn kubernetes_names_have_dns_1123_patterns() {
         for param in action.params() {
             let expected = match param.name() {
                 "namespace" | "container" => Some((DNS_LABEL, 63)),
-                "name" | "pod" | "configmap" | "secret" | "node" => Some((DNS_SUBDOMAIN, 253)),
+                "cluster" | "name" | "pod" | "configmap" | "secret" | "node" => {
+                    Some((DNS_SUBDOMAIN, 253))
+                }
                 "key" => Some((K8S_KEY, 253)),
                 _ => None,
             };
@@ -179,13 +181,14 @@ fn kubernetes_names_have_dns_1123_patterns() {
             checked += 1;
         }
     }
-    assert!(checked >= 40, "only {checked} name params checked");
+    assert!(checked >= 60, "only {checked} name params checked");
 }
 
 #[test]
 fn aws_ids_have_their_patterns() {
     let registry = catalogue();
     let expected: BTreeMap<&str, &str> = BTreeMap::from([
+        ("account", "[0-9]{12}"),
         ("region", REGION),
         ("instance_id", "i-[0-9a-f]{8}([0-9a-f]{9})?"),
         ("cluster", ECS_NAME),
@@ -266,6 +269,81 @@ fn target_attrs_exist_on_every_target_type() {
                     action.name()
                 );
             }
+        }
+    }
+}
+
+/// Every attribute that locates a target (its cluster; its account and region) is bound
+/// into the params, so a ticket says where it acts and the executor can refuse another
+/// place; the credentials are scoped to it and a rollback acts in the same place.
+#[test]
+fn every_action_binds_where_it_acts() {
+    let attrs = target_attributes();
+    for action in catalogue().actions() {
+        let name = action.name();
+        let location: &[&str] = if is_kubernetes(action) {
+            &["cluster"]
+        } else {
+            &["account", "region"]
+        };
+        for target_type in action.target_types() {
+            let known = attrs[target_type.as_str()];
+            for attr in location {
+                assert!(known.contains(attr), "{target_type} lacks `{attr}`");
+            }
+        }
+        for attr in location {
+            let param = action
+                .param(attr)
+                .unwrap_or_else(|| panic!("{name}: no `{attr}` param"));
+            assert_eq!(param.target_attr(), Some(*attr), "{name}.{attr}");
+            assert!(
+                param.required() && param.default().is_none(),
+                "{name}.{attr}"
+            );
+            assert_eq!(param.param_type(), ParamType::String, "{name}.{attr}");
+            let credentials = action.credentials().unwrap();
+            let expected = format!("{{{{ params.{attr} }}}}");
+            assert_eq!(
+                credentials.fields().get(*attr).map(|t| t.source()),
+                Some(expected.as_str()),
+                "{name}: credentials not scoped to `{attr}`"
+            );
+            if action.reversible() {
+                assert!(
+                    action.rollback_params().iter().any(|p| p.name() == *attr
+                        && p.source() == &RollbackSource::Param((*attr).to_owned())),
+                    "{name}: the rollback does not keep `{attr}`"
+                );
+            }
+        }
+        if let Some(cluster) = action.param("cluster").filter(|_| is_kubernetes(action)) {
+            let c = cluster.constraints();
+            assert_eq!(
+                (c.pattern(), c.max_length()),
+                (Some(DNS_SUBDOMAIN), Some(253)),
+                "{name}"
+            );
+        }
+        if let Some(account) = action.param("account") {
+            assert_eq!(account.constraints().pattern(), Some("[0-9]{12}"), "{name}");
+            let mut params = agentsafe_registry::Params::new();
+            for bad in ["12345678901", "1234567890123", "12345678901a", "*"] {
+                params.insert("account".into(), json!(bad));
+                let errors = action.validate_params(&params).unwrap_err();
+                assert!(
+                    errors.iter().any(|e| e.param == "account"),
+                    "{name} accepted account {bad:?}"
+                );
+            }
+        }
+        // No wildcard account in a credential's resource ARN.
+        if let Some(resource) = action.credentials().unwrap().fields().get("resource") {
+            assert!(
+                !resource.source().contains(":*:"),
+                "{name}: {}",
+                resource.source()
+            );
         }
     }
 }
@@ -444,6 +522,7 @@ fn specific_params_are_as_specified() {
     assert_eq!(
         names,
         [
+            "cluster",
             "namespace",
             "name",
             "pod_selector",
@@ -545,58 +624,58 @@ fn realistic_requests_validate() {
     };
     ok(
         "scale-deployment",
-        json!({"namespace": "shop", "name": "web.v2", "replicas": 3}),
+        json!({"cluster": "staging-eu-1", "namespace": "shop", "name": "web.v2", "replicas": 3}),
     );
     ok(
         "update-image",
-        json!({"namespace": "shop", "name": "web", "container": "app",
+        json!({"cluster": "staging-eu-1", "namespace": "shop", "name": "web", "container": "app",
                "image": "registry.example.com:5000/team/web:v1.2.3"}),
     );
     ok(
         "update-image",
-        json!({"namespace": "shop", "name": "web", "container": "app",
+        json!({"cluster": "staging-eu-1", "namespace": "shop", "name": "web", "container": "app",
                "image": format!("nginx@sha256:{}", "a".repeat(64))}),
     );
     ok(
         "exec-pod",
-        json!({"namespace": "shop", "pod": "web-1", "command": ["ls", "-la", "/tmp"]}),
+        json!({"cluster": "staging-eu-1", "namespace": "shop", "pod": "web-1", "command": ["ls", "-la", "/tmp"]}),
     );
     ok(
         "update-configmap",
-        json!({"namespace": "shop", "configmap": "cfg", "key": "app.properties", "value": "a = b\n"}),
+        json!({"cluster": "staging-eu-1", "namespace": "shop", "configmap": "cfg", "key": "app.properties", "value": "a = b\n"}),
     );
     ok(
         "ec2-stop-instance",
-        json!({"region": "us-gov-west-1", "instance_id": "i-0123456789abcdef0"}),
+        json!({"account": "123456789012", "region": "us-gov-west-1", "instance_id": "i-0123456789abcdef0"}),
     );
     ok(
         "s3-delete-object",
-        json!({"region": "eu-west-1", "bucket": "my.bucket", "key": "logs/2024/app(1).log"}),
+        json!({"account": "123456789012", "region": "eu-west-1", "bucket": "my.bucket", "key": "logs/2024/app(1).log"}),
     );
     ok(
         "ecs-update-service",
-        json!({"region": "eu-west-1", "cluster": "prod", "service": "api", "desired_count": 2,
+        json!({"account": "123456789012", "region": "eu-west-1", "cluster": "prod", "service": "api", "desired_count": 2,
                "task_definition": "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:42"}),
     );
     ok(
         "iam-attach-role-policy",
-        json!({"region": "us-east-1", "role_name": "app-role",
+        json!({"account": "123456789012", "region": "us-east-1", "role_name": "app-role",
                "policy_arn": "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}),
     );
     ok(
         "apply-network-policy",
-        json!({"namespace": "shop", "name": "allow-web", "pod_selector": {"app": "web"},
+        json!({"cluster": "staging-eu-1", "namespace": "shop", "name": "allow-web", "pod_selector": {"app": "web"},
                "policy_types": ["Ingress"], "allow_from_namespaces": ["ingress"], "ports": [80, 443]}),
     );
     let out = ok(
         "lambda-invoke-function",
-        json!({"region": "eu-west-1", "function_name": "fn_1"}),
+        json!({"account": "123456789012", "region": "eu-west-1", "function_name": "fn_1"}),
     );
     assert_eq!(out.get("payload"), Some(&json!({})));
     assert_eq!(out.get("invocation_type"), Some(&json!("RequestResponse")));
 
     let bad_image = registry.get("update-image").unwrap().validate_params(
-        json!({"namespace": "shop", "name": "web", "container": "app", "image": "nginx"})
+        json!({"cluster": "staging-eu-1", "namespace": "shop", "name": "web", "container": "app", "image": "nginx"})
             .as_object()
             .unwrap(),
     );
@@ -664,9 +743,10 @@ fn json_uses_the_file_field_names() {
     assert_eq!(json["name"], "scale-deployment");
     assert_eq!(json["risk"], "medium");
     assert_eq!(json["rollback_params"]["replicas"], "state.replicas");
-    assert_eq!(json["params"][2]["type"], "integer");
+    assert_eq!(json["params"][0]["name"], "cluster");
+    assert_eq!(json["params"][3]["type"], "integer");
     assert_eq!(
-        json["params"][2]["constraints"],
+        json["params"][3]["constraints"],
         json!({"min": 0, "max": 500})
     );
     assert_eq!(
@@ -680,6 +760,6 @@ fn json_uses_the_file_field_names() {
         "{{ params.namespace }}"
     );
     let exec = registry.get("exec-pod").unwrap().to_json();
-    assert_eq!(exec["params"][3]["type"], "array");
-    assert_eq!(exec["params"][3]["items"], "string");
+    assert_eq!(exec["params"][4]["type"], "array");
+    assert_eq!(exec["params"][4]["items"], "string");
 }

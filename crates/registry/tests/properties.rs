@@ -33,6 +33,7 @@ fn good_string(name: &str) -> &'static str {
         "image" => "registry.example.com/shop/web:1.2.3",
         "command" => "ls",
         "policy_types" => "Ingress",
+        "account" => "123456789012",
         "region" => "eu-west-1",
         "instance_id" => "i-0123456789abcdef0",
         "cluster" => "prod",

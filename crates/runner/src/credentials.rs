@@ -415,12 +415,13 @@ mod tests {
             .and_then(|a| a.credentials())
             .unwrap();
         let params = |ns: &str, name: &str| -> Params {
-            serde_json::json!({"namespace": ns, "name": name, "replicas": 3})
+            serde_json::json!({"cluster": "dev-1", "namespace": ns, "name": name, "replicas": 3})
                 .as_object()
                 .cloned()
                 .unwrap()
         };
         let scope = render_scope(def, &params("web", "api-server")).unwrap();
+        assert_eq!(scope["cluster"], "dev-1");
         assert_eq!(scope["namespace"], "web");
         assert_eq!(scope["resource_name"], "api-server");
         let scope = render_scope(def, &params("web", "*")).unwrap();

@@ -247,6 +247,8 @@ pub const SERVER_DRY_RUN: &str = "server_dry_run";
 enum Captured {
     /// The backend says the object does not exist.
     Absent,
+    /// The executor refused the ticket's location (the message).
+    WrongLocation(String),
     /// Anything else: the message.
     Failed(String),
 }
@@ -271,6 +273,18 @@ impl Record {
         self.outcome = outcome;
         self.reason_code = code;
         self.message = message;
+    }
+
+    /// The executor refused the ticket's location during `step`: nothing was sent to the
+    /// backend, and the run stops there.
+    fn wrong_location(&mut self, step: &str, why: &str) {
+        self.fail(
+            RunOutcome::Failed,
+            RunCode::WrongLocation,
+            format!(
+                "the executor refused the ticket's location at {step}, so nothing was executed: {why}"
+            ),
+        );
     }
 }
 
@@ -631,6 +645,20 @@ impl<'a> Runner<'a> {
             .await
             {
                 Ok(Ok(r)) => r,
+                // Every other check would be refused the same way: stop at the first.
+                Ok(Err(e @ CoreError::ExecutorWrongLocation { .. })) => {
+                    let why = e.to_string();
+                    rec.prechecks.push(PrecheckEntry {
+                        name: check.name().to_owned(),
+                        advisory: check.advisory(),
+                        result: PrecheckStatus::Failed,
+                        detail: format!("error: {why}"),
+                    });
+                    rec.timings
+                        .insert("prechecks_ms".into(), ms(started.elapsed()));
+                    rec.wrong_location(&format!("precheck `{}`", check.name()), &why);
+                    return;
+                }
                 Ok(Err(e)) => PrecheckResult::Failed(format!("error: {e}")),
                 Err(Trouble::Panicked) => PrecheckResult::Failed("the executor panicked".into()),
                 Err(Trouble::TimedOut) => PrecheckResult::Failed(format!(
@@ -669,6 +697,10 @@ impl<'a> Runner<'a> {
             Ok(state) => rec.before = Some(extract(def, &state, &ctx.params)),
             // Nothing there yet (a namespace about to be created): every field is null.
             Err(Captured::Absent) => rec.before = Some(extract(def, &Value::Null, &ctx.params)),
+            Err(Captured::WrongLocation(why)) => {
+                rec.wrong_location("the before-state capture", &why);
+                return;
+            }
             Err(Captured::Failed(why)) => {
                 rec.fail(
                     RunOutcome::Failed,
@@ -692,6 +724,12 @@ impl<'a> Runner<'a> {
         let mut would = None;
         let refusal = match dry {
             Ok(Ok(None)) => None,
+            Ok(Err(e @ CoreError::ExecutorWrongLocation { .. })) => {
+                rec.timings
+                    .insert("dry_run_ms".into(), ms(started.elapsed()));
+                rec.wrong_location("the dry run", &e.to_string());
+                return;
+            }
             Ok(Ok(Some(v))) => {
                 would = Some(v);
                 rec.prechecks.push(PrecheckEntry {
@@ -757,6 +795,12 @@ impl<'a> Runner<'a> {
                 rec.summary = Some(report.summary);
                 rec.output = Some(report.output);
             }
+            // Refused before any request: nothing happened, so nothing is to roll back.
+            Ok(Err(e @ CoreError::ExecutorWrongLocation { .. })) => {
+                rec.executed = false;
+                rec.wrong_location("execute", &e.to_string());
+                return;
+            }
             Ok(Err(CoreError::ExecutorCancelled)) | Err(Trouble::TimedOut) => rec.fail(
                 RunOutcome::Unknown,
                 RunCode::TimedOut,
@@ -782,7 +826,7 @@ impl<'a> Runner<'a> {
             Ok(state) => rec.after = Some(extract(def, &state, &ctx.params)),
             // Gone (a deleted pod or namespace): every field is null.
             Err(Captured::Absent) => rec.after = Some(extract(def, &Value::Null, &ctx.params)),
-            Err(Captured::Failed(why)) => {
+            Err(Captured::Failed(why) | Captured::WrongLocation(why)) => {
                 let note = format!("cannot capture the after-state: {why}");
                 if rec.message.is_empty() {
                     rec.message = note;
@@ -809,6 +853,9 @@ impl<'a> Runner<'a> {
         {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(CoreError::ExecutorNotFound(_))) => Err(Captured::Absent),
+            Ok(Err(e @ CoreError::ExecutorWrongLocation { .. })) => {
+                Err(Captured::WrongLocation(e.to_string()))
+            }
             Ok(Err(e)) => Err(Captured::Failed(e.to_string())),
             Err(Trouble::Panicked) => Err(Captured::Failed("the executor panicked".into())),
             Err(Trouble::TimedOut) => Err(Captured::Failed(format!(

@@ -62,6 +62,10 @@ run_codes! {
     AdmissionFailed => "admission_failed",
     /// Credentials could not be issued.
     CredentialsFailed => "credentials_failed",
+    /// The executor refused the ticket's location before sending anything: a Kubernetes
+    /// cluster not mapped in `[executors.k8s] clusters`, an AWS account other than the one
+    /// its credentials belong to (or not in `[executors.aws] accounts`), or no location.
+    WrongLocation => "wrong_location",
     /// A blocking precheck failed or could not be evaluated.
     PrecheckFailed => "precheck_failed",
     /// The before-state could not be captured.

@@ -247,13 +247,14 @@ mod tests {
         )
     }
 
-    fn delete_made(target: &str) -> RollbackPlan {
+    /// The rollback plan of `create-namespace made` on `target` in `cluster`.
+    fn delete_made(target: &str, cluster: &str) -> RollbackPlan {
         RollbackPlan {
             rolls_back: "d".into(),
             original_action: "create-namespace".into(),
             action: "delete-namespace".into(),
             target: target.into(),
-            params: serde_json::json!({"namespace": "made"})
+            params: serde_json::json!({"cluster": cluster, "namespace": "made"})
                 .as_object()
                 .cloned()
                 .unwrap(),
@@ -288,12 +289,12 @@ mod tests {
         )
         .unwrap();
         let reg = registry();
-        let plan = retarget(delete_made("dev/cluster"), &reg, &inv).unwrap();
+        let plan = retarget(delete_made("dev/cluster", "dev"), &reg, &inv).unwrap();
         assert_eq!(plan.target, "dev/made", "same cluster, same namespace");
-        let plan = retarget(delete_made("other/cluster"), &reg, &inv).unwrap();
+        let plan = retarget(delete_made("other/cluster", "other"), &reg, &inv).unwrap();
         assert_eq!(plan.target, "other/made");
         // A plan whose target fits already is left alone.
-        let plan = retarget(delete_made("dev/web"), &reg, &inv).unwrap();
+        let plan = retarget(delete_made("dev/web", "dev"), &reg, &inv).unwrap();
         assert_eq!(plan.target, "dev/web");
     }
 
@@ -305,7 +306,7 @@ mod tests {
             &target("dev/cluster", "k8s-cluster", "cluster = \"dev\""),
         )
         .unwrap();
-        let e = retarget(delete_made("dev/cluster"), &reg, &inv)
+        let e = retarget(delete_made("dev/cluster", "dev"), &reg, &inv)
             .unwrap_err()
             .to_string();
         assert!(
@@ -330,7 +331,7 @@ mod tests {
             .concat(),
         )
         .unwrap();
-        let e = retarget(delete_made("c"), &reg, &inv)
+        let e = retarget(delete_made("c", "dev"), &reg, &inv)
             .unwrap_err()
             .to_string();
         assert!(e.contains("a, b"), "{e}");

@@ -230,6 +230,71 @@ fn a_run_executes_once_records_state_and_revokes_credentials() {
     assert!(!everything.contains(CANARY), "a credential leaked");
 }
 
+/// A ticket for `staging/api-server` (cluster `staging-eu-1`) on an executor that acts in
+/// `prod-eu-1` only: refused at the first call, recorded as a failed run with its own code,
+/// nothing executed, the credentials revoked.
+#[test]
+fn a_ticket_for_another_cluster_stops_at_the_first_call() {
+    let f = fixture();
+    let creds = SimulatedProvider::new();
+    let exec = Arc::new(
+        MockExecutor::new()
+            .located("cluster", "prod-eu-1")
+            .with_object(
+                "staging/api-server",
+                serde_json::json!({"spec": {"replicas": 3}}),
+            ),
+    );
+    let token = f.scale(5);
+    let r = f
+        .runner(&creds)
+        .run_blocking(&token, exec.clone(), &RunKind::Execution)
+        .unwrap();
+    assert_eq!(r.outcome, RunOutcome::Failed, "{r:?}");
+    assert_eq!(r.reason_code.as_str(), "wrong_location");
+    assert!(!r.is_success());
+    assert!(
+        r.message.starts_with(
+            "the executor refused the ticket's location at precheck `deployment_exists`, so nothing was executed"
+        ) && r.message.contains("cluster `staging-eu-1`")
+            && r.message.contains("`prod-eu-1`"),
+        "{}",
+        r.message
+    );
+    assert_eq!(
+        (exec.prechecks_run(), exec.dry_runs(), exec.executions()),
+        (1, 0, 0),
+        "stopped at the first call"
+    );
+    let body = r.record.to_body();
+    assert_eq!(body["executed"], false);
+    assert_eq!(body["reason_code"], "wrong_location");
+    assert_eq!(body["params"]["cluster"], "staging-eu-1", "{body}");
+    assert_eq!(exec.object("staging/api-server")["spec"]["replicas"], 3);
+    assert_eq!((creds.live(), creds.revoked()), (0, 1));
+    // The refused ticket is spent: it cannot be run again elsewhere.
+    let again = f
+        .runner(&creds)
+        .run_blocking(&token, exec.clone(), &RunKind::Execution)
+        .unwrap();
+    assert_eq!(again.reason_code.as_str(), "replayed");
+
+    // A preview meets the same refusal; on an executor of the ticket's cluster it passes.
+    let token = f.scale(4);
+    let prod = Arc::new(MockExecutor::new().located("cluster", "prod-eu-1"));
+    let r = f
+        .runner(&creds)
+        .run_blocking(&token, prod, &RunKind::Preview)
+        .unwrap();
+    assert_eq!(r.reason_code.as_str(), "wrong_location", "{r:?}");
+    let staging = Arc::new(MockExecutor::new().located("cluster", "staging-eu-1"));
+    let r = f
+        .runner(&creds)
+        .run_blocking(&token, staging, &RunKind::Execution)
+        .unwrap();
+    assert_eq!(r.reason_code.as_str(), "executed", "{r:?}");
+}
+
 #[test]
 fn the_backends_dry_run_is_the_last_gate_before_execute() {
     let f = fixture();

@@ -1,5 +1,6 @@
 //! A mock executor: an in-memory object per target, configurable prechecks and execution
-//! behaviour (succeed, fail, panic, hang), and call counters.
+//! behaviour (succeed, fail, panic, hang), an optional location it acts in, and call
+//! counters.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +49,7 @@ pub struct MockExecutor {
     only: Option<Vec<String>>,
     dry_run: DryRunBehaviour,
     missing_is_not_found: bool,
+    location: Option<(String, String)>,
     executions: AtomicUsize,
     prechecks: AtomicUsize,
     dry_runs: AtomicUsize,
@@ -93,6 +95,32 @@ impl MockExecutor {
     pub fn missing_is_not_found(mut self) -> Self {
         self.missing_is_not_found = true;
         self
+    }
+
+    /// Acts only where the param `param` is `value` (as a Kubernetes executor acts only in
+    /// its mapped clusters): every call for another place, or none, is refused with
+    /// `ExecutorWrongLocation` before anything is read or changed.
+    #[must_use]
+    pub fn located(mut self, param: &str, value: &str) -> Self {
+        self.location = Some((param.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The refusal of a call whose params are not for this mock's location.
+    fn elsewhere(&self, ctx: &ActionContext) -> Result<(), CoreError> {
+        let Some((param, value)) = &self.location else {
+            return Ok(());
+        };
+        match ctx.params.get(param).and_then(Value::as_str) {
+            Some(v) if v == value => Ok(()),
+            other => Err(CoreError::ExecutorWrongLocation {
+                executor: "mock".into(),
+                message: format!(
+                    "the ticket is for {param} `{}`, but this mock acts in {param} `{value}`",
+                    other.unwrap_or("<none>")
+                ),
+            }),
+        }
     }
 
     /// How many times `dry_run` was called.
@@ -152,11 +180,12 @@ impl Executor for MockExecutor {
 
     async fn precheck(
         &self,
-        _ctx: &ActionContext,
+        ctx: &ActionContext,
         check: &str,
         _credentials: &Credentials,
     ) -> Result<PrecheckResult, CoreError> {
         self.prechecks.fetch_add(1, Ordering::SeqCst);
+        self.elsewhere(ctx)?;
         if self.unsupported_checks.iter().any(|c| c == check) {
             return Ok(PrecheckResult::Unsupported);
         }
@@ -171,6 +200,7 @@ impl Executor for MockExecutor {
         ctx: &ActionContext,
         _credentials: &Credentials,
     ) -> Result<Value, CoreError> {
+        self.elsewhere(ctx)?;
         match self.lock().get(&ctx.target) {
             Some(obj) => Ok(obj.clone()),
             None if self.missing_is_not_found => Err(CoreError::ExecutorNotFound(format!(
@@ -187,6 +217,7 @@ impl Executor for MockExecutor {
         _credentials: &Credentials,
     ) -> Result<Option<Value>, CoreError> {
         self.dry_runs.fetch_add(1, Ordering::SeqCst);
+        self.elsewhere(ctx)?;
         match &self.dry_run {
             DryRunBehaviour::Unoffered => Ok(None),
             DryRunBehaviour::Accept => Ok(Some(json!({"would_apply": ctx.params}))),
@@ -207,6 +238,7 @@ impl Executor for MockExecutor {
         if cancel.is_cancelled() {
             return Err(CoreError::ExecutorCancelled);
         }
+        self.elsewhere(ctx)?;
         if !self.supported_actions().supports(&ctx.action) {
             return Err(CoreError::ExecutorUnsupported {
                 executor: "mock".into(),
