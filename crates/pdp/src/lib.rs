@@ -294,7 +294,11 @@ impl Pdp {
             ("action", Some(req.action.as_str())),
             ("target", Some(req.target.as_str())),
             ("caller.id", Some(req.caller.id.as_str())),
-            ("change_ticket", req.change_ticket.as_deref()),
+            // A blank change ticket (tabs and newlines included) is no ticket at all.
+            (
+                "change_ticket",
+                req.change_ticket.as_deref().filter(|t| !t.trim().is_empty()),
+            ),
             ("correlation_id", req.correlation_id.as_deref()),
         ];
         if let Some((field, _)) = fields
