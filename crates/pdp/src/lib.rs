@@ -297,7 +297,9 @@ impl Pdp {
             // A blank change ticket (tabs and newlines included) is no ticket at all.
             (
                 "change_ticket",
-                req.change_ticket.as_deref().filter(|t| !t.trim().is_empty()),
+                req.change_ticket
+                    .as_deref()
+                    .filter(|t| !t.trim().is_empty()),
             ),
             ("correlation_id", req.correlation_id.as_deref()),
         ];
