@@ -1,7 +1,11 @@
 //! Fuzz-style property tests of request and caller deserialisation: arbitrary JSON never
 //! panics the deserialiser and never yields an authenticated caller.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
 
 use agentsafe_core::{Caller, Request};
 use proptest::prelude::*;

@@ -21,8 +21,12 @@ mod mutate;
 use mutate::{TOKENS, edit, mutate};
 
 fn repo(path: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path))
-        .unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path),
+    )
+    .unwrap()
 }
 
 /// The shipped policy files, `(file name, text)`, in file-name order.
