@@ -1,4 +1,5 @@
-//! Dev automation, the single entry point: `cargo xtask ci`, `cargo xtask bench`.
+//! Dev automation, the single entry point: `cargo xtask ci`, `cargo xtask bench`,
+//! `cargo xtask fuzz`.
 //!
 //! `ci` runs everything CI runs, in order, and stops at the first failure:
 //! formatting, clippy with `-D warnings`, the library crates built with no features,
@@ -11,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
+mod fuzz;
 mod k8s;
 mod moto;
 
@@ -35,6 +37,7 @@ fn real_main() -> anyhow::Result<()> {
         Some("docs") => docs(),
         Some("test") => test(),
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
+        Some("fuzz") => fuzz::fuzz(args.get(1..).unwrap_or_default()),
         Some("k8s-build") => k8s::ensure_packages().and_then(|()| k8s::ensure_binaries()),
         Some("k8s-up") => k8s::up().map(|_| ()),
         Some("k8s-test") => live_k8s(),
@@ -63,6 +66,7 @@ fn help() {
          docs       cargo doc of every library, warnings denied\n  \
          test       all tests of the workspace\n  \
          bench      benchmarks (release build); prints the figures the issues ask for\n  \
+         fuzz [S]   every fuzz target in fuzz/ for S seconds each (default 10; stable, via cargo-fuzz)\n  \
          k8s-build  build kube-apiserver 1.20 from Debian's source (once; cached)\n  \
          k8s-up     build (once, cached) and start etcd + kube-apiserver 1.20 on loopback\n  \
          k8s-test   k8s-up, the Kubernetes real-server tests, k8s-down\n  \

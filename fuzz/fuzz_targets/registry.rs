@@ -1,0 +1,16 @@
+//! Fuzz target: the action-file loader never panics, and every problem is located in the text.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    if let Err(e) = agentsafe_registry::Registry::from_sources(&[("fuzz.toml", text)]) {
+        let last_line = text.matches('\n').count() + 1;
+        for d in e.diagnostics() {
+            assert!(
+                d.file == "fuzz.toml" && (1..=last_line).contains(&d.line) && d.column >= 1,
+                "{d}"
+            );
+        }
+    }
+});
