@@ -247,9 +247,15 @@ fn ci() -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the kube-apiserver build thread panicked"))??;
     live_all()?;
+    // A short coverage-guided pass of every parser target (the property tests of the same
+    // parsers ran in the test stage); its findings fail CI like any test.
+    fuzz::fuzz(&[CI_FUZZ_SECONDS.to_string()])?;
     eprintln!("ci: all green in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
+
+/// Seconds each fuzz target runs in `cargo xtask ci`.
+const CI_FUZZ_SECONDS: u64 = 5;
 
 /// Stops a server on every path out of a stage, failures included.
 struct Stop(fn() -> anyhow::Result<()>, &'static str);
