@@ -246,19 +246,24 @@ pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     Ok(verdict_code(outcome.decision.decision))
 }
 
+/// Parses a plan file: JSON when its name ends in `.json`, else TOML; errors are
+/// `FILE:LINE:COL: message`.
+fn parse_plan(path: &std::path::Path, text: &str) -> anyhow::Result<PlanFile> {
+    if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+    } else {
+        toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!(agentsafe::config::toml_error(path, text, &e)))
+    }
+}
+
 /// `agentsafe plan`.
 pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let gate = ctx.gate()?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read plan `{}`", args.file.display()))?;
-    let file: PlanFile = if args.file.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{}:{}:{}: {e}", args.file.display(), e.line(), e.column())
-        })?
-    } else {
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!(agentsafe::config::toml_error(&args.file, &text, &e)))?
-    };
+    let file = parse_plan(&args.file, &text)?;
     let plain = caller_from(&args.who).or(file.caller);
     let claimed = claimed(&args.who, plain)?;
     if file.steps.is_empty() {
@@ -302,4 +307,59 @@ pub fn plan(args: PlanArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(verdict_code(decision))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::{parse_params, parse_plan};
+
+    const PLAN: &str = "[[steps]]\naction = \"scale-deployment\"\ntarget = \"staging/api-server\"\nparams = { replicas = 3 }\n\n[[steps]]\naction = \"restart-deployment\"\ntarget = \"staging/api-server\"\n";
+
+    fn located(err: &str, file: &str) -> bool {
+        let Some(rest) = err.strip_prefix(&format!("{file}:")) else {
+            return false;
+        };
+        let mut parts = rest.splitn(3, ':');
+        let line = parts.next().and_then(|l| l.parse::<usize>().ok());
+        let col = parts.next().and_then(|c| c.parse::<usize>().ok());
+        line.is_some_and(|l| l >= 1) && col.is_some_and(|c| c >= 1)
+    }
+
+    #[test]
+    fn the_sample_plan_parses() {
+        let p = parse_plan(Path::new("plan.toml"), PLAN).unwrap();
+        assert_eq!(p.steps.len(), 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn params_never_panic_and_errors_name_the_flag(text in ".{0,200}") {
+            if let Err(e) = parse_params(Some(&text)) {
+                prop_assert!(e.to_string().starts_with("--params:"), "{e}");
+            }
+        }
+
+        #[test]
+        fn plans_never_panic_and_errors_are_located(
+            cut in 0usize..PLAN.len(),
+            junk in "[\\[\\]={}\"a-z0-9 ,.\n]{0,12}",
+            json in any::<bool>(),
+        ) {
+            let mut text = PLAN.to_owned();
+            let at = (0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            text.insert_str(at, &junk);
+            let name = if json { "plan.json" } else { "plan.toml" };
+            if let Err(e) = parse_plan(Path::new(name), &text) {
+                prop_assert!(located(&e.to_string(), name), "{e}");
+            }
+        }
+    }
 }
