@@ -1,14 +1,15 @@
 //! The execution pipeline: the runner is the enforcement point between a ticket and a
 //! backend.
 //!
-//! In order: verify the ticket → redeem it exactly once → resolve credentials → run the
+//! In order: verify the ticket → ask the admission (the gate: is the ticket's root caller
+//! paused, is its breaker open?) → redeem it exactly once → resolve credentials → run the
 //! prechecks → capture the before-state (an absent object is all nulls) → the backend's
 //! own dry run where it offers one (`server_dry_run`) → execute → capture the after-state → diff →
 //! write the execution record (linked to the decision and ticket) → revoke the
 //! credentials → commit the receipt.
 //!
 //! Every failure is a recorded outcome. A refusal before redemption (bad ticket, replay,
-//! pending, unsupported action) is recorded and leaves the ticket untouched. After
+//! pending, unsupported action, a paused caller) is recorded and leaves the ticket untouched. After
 //! redemption the credentials are revoked on every path, including a panicking or
 //! timed-out executor, and the receipt is committed; a crash of the process leaves the
 //! ticket PENDING (`agentsafe ticket reconcile`), never executable again.
