@@ -306,8 +306,8 @@ fn verify_proof(
         anyhow::anyhow!(
             "{}:{}:{}: not an inclusion proof: {e}",
             proof.display(),
-            e.line(),
-            e.column()
+            e.line().max(1),
+            e.column().max(1)
         )
     })?;
     let entry_bytes = match &entry {

@@ -131,8 +131,8 @@ pub(crate) fn parse_params(text: Option<&str>) -> anyhow::Result<Params> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
             "--params: invalid JSON at line {}, column {}: {e}",
-            e.line(),
-            e.column()
+            e.line().max(1),
+            e.column().max(1)
         )
     })?;
     match value {
@@ -251,7 +251,15 @@ pub fn check(args: CheckArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 fn parse_plan(path: &std::path::Path, text: &str) -> anyhow::Result<PlanFile> {
     if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+            // serde_json counts columns from 0 at a line's start; people count from 1.
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}:{}:{}: {e}",
+                    path.display(),
+                    e.line().max(1),
+                    e.column().max(1)
+                )
+            })
     } else {
         toml::from_str(text)
             .map_err(|e| anyhow::anyhow!(agentsafe::config::toml_error(path, text, &e)))
