@@ -19,11 +19,12 @@ use serde_json::Value;
 /// crate forces a decision about its layer.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("agentsafe-core", &[]),
+    ("agentsafe-fs", &[]),
     ("agentsafe-registry", &["agentsafe-core"]),
     ("agentsafe-pdp", &["agentsafe-core", "agentsafe-registry"]),
     ("agentsafe-audit", &["agentsafe-core"]),
-    ("agentsafe-tickets", &["agentsafe-core"]),
-    ("agentsafe-state", &["agentsafe-core"]),
+    ("agentsafe-tickets", &["agentsafe-core", "agentsafe-fs"]),
+    ("agentsafe-state", &["agentsafe-core", "agentsafe-fs"]),
     (
         "agentsafe-gate",
         &[

@@ -18,7 +18,6 @@ mod approval;
 pub mod conformance;
 mod error;
 mod memory;
-mod private;
 mod sqlite;
 
 use std::collections::BTreeMap;

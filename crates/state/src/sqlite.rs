@@ -74,7 +74,8 @@ impl SqliteStateStore {
     /// # Errors
     /// As [`SqliteStateStore::open`].
     pub fn open_with(path: &Path, busy_timeout: Duration) -> Result<Self, StateError> {
-        crate::private::prepare(path).map_err(|(path, source)| StateError::Io { path, source })?;
+        agentsafe_fs::prepare_private_database(path)
+            .map_err(|(path, source)| StateError::Io { path, source })?;
         let conn = Connection::open(path).map_err(db("opening the database"))?;
         conn.busy_timeout(busy_timeout)
             .map_err(db("setting the busy timeout"))?;

@@ -40,7 +40,6 @@ use crate::ticket::{Nonce, SignedTicket, VerifiedTicket};
 
 pub mod conformance;
 mod memory;
-mod private;
 mod sqlite;
 
 pub use memory::MemoryTicketStore;

@@ -165,7 +165,8 @@ impl SqliteTicketStore {
     /// When the folder or file cannot be created or its mode tightened, the file cannot be opened or set to WAL, or it
     /// holds a newer schema.
     pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
-        super::private::prepare(path).map_err(|(path, source)| StoreError::Io { path, source })?;
+        agentsafe_fs::prepare_private_database(path)
+            .map_err(|(path, source)| StoreError::Io { path, source })?;
         let db = |op| move |source| StoreError::Database { op, source };
         let conn = Connection::open(path).map_err(db("opening the database"))?;
         conn.busy_timeout(options.busy_timeout)

@@ -1,7 +1,7 @@
-//! Keeps the ticket store private at rest: its folder, file and SQLite side files.
+//! Keeps a SQLite database private at rest: its folder, file and SQLite side files.
 //!
-//! The database records every issued and redeemed ticket (what ran where, with its receipt), so it is
-//! created readable and writable by its owner only: folders the store creates get mode
+//! The stores' databases hold approval requests and tickets, so each is created readable
+//! and writable by its owner only: folders the store creates get mode
 //! 0700, the file 0600. SQLite creates `-wal` and `-shm` with the mode of the database
 //! file, so they follow. A file found group- or world-accessible on open (created by an
 //! earlier version with the process umask, or copied in) is tightened to 0600 and the
@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 ///
 /// # Errors
 /// The path that could not be created, opened or changed, and why.
-pub(crate) fn prepare(db: &Path) -> Result<(), (PathBuf, io::Error)> {
+pub fn prepare(db: &Path) -> Result<(), (PathBuf, io::Error)> {
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
     imp::prepare(dir, db)
 }
 
-/// `db` with `suffix` appended to its file name (`agentsafe.db-wal`).
+/// `db` with `suffix` appended to its file name (`state.db-wal`, `agentsafe.db-wal`).
 fn side_file(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(suffix);
