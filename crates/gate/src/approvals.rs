@@ -497,11 +497,7 @@ impl Gate {
             Ok(c) => c,
             Err((code, why)) => {
                 let mut req = record.request.clone();
-                req.caller = claimed
-                    .plain
-                    .clone()
-                    .unwrap_or_else(|| Caller::unauthenticated("anonymous"));
-                req.caller.authenticated = false;
+                req.caller = claimed.as_refused();
                 return refuse(&req, code, why);
             }
         };
@@ -628,6 +624,8 @@ impl Gate {
         };
         let mut minted = None;
         let mut seq = None;
+        // Which failure it was, kept as a value rather than read back from the message.
+        let mut audit_failure: Option<agentsafe_audit::AuditError> = None;
         let updated = store.update_approval(id, &mut |r| {
             if r.ticket_nonce.is_some() {
                 return Err(refused(format!("approval `{id}` was already claimed")));
@@ -636,18 +634,20 @@ impl Gate {
             let ticket = loaded
                 .mint(allowed)
                 .map_err(|e| refused(format!("cannot issue a ticket: {e}")))?;
-            self.ensure_recorded(loaded, &log)
-                .map_err(|e| refused(format!("the audit log cannot be written: {e}")))?;
-            let appended = log
-                .append(
-                    decision_event(&loaded.pdp, &d, &log)
-                        .with_approval_id(id.to_owned())
-                        .with_ticket_nonce(ticket.nonce().to_string()),
-                )
+            let appended = self
+                .ensure_recorded(loaded, &log)
+                .and_then(|()| {
+                    log.append(
+                        decision_event(&loaded.pdp, &d, &log)
+                            .with_approval_id(id.to_owned())
+                            .with_ticket_nonce(ticket.nonce().to_string()),
+                    )
+                })
                 .map_err(|e| {
-                    refused(format!(
-                        "the audit log cannot be written, so nothing is allowed: {e}"
-                    ))
+                    let why =
+                        format!("the audit log cannot be written, so nothing is allowed: {e}");
+                    audit_failure = Some(e);
+                    refused(why)
                 })?;
             seq = Some(appended.seq);
             r.ticket_nonce = Some(ticket.nonce().to_string());
@@ -664,13 +664,14 @@ impl Gate {
                 approval_id: Some(id.to_owned()),
             },
             (Err(e), _) => {
-                let msg = e.to_string();
-                let code = if msg.contains("audit log") {
-                    ReasonCode::AuditUnavailable
-                } else {
-                    ReasonCode::InternalError
+                let code = match &audit_failure {
+                    Some(failure) => {
+                        self.count_audit_failure(failure);
+                        ReasonCode::AuditUnavailable
+                    }
+                    None => ReasonCode::InternalError,
                 };
-                fail(&mut d, code, msg);
+                fail(&mut d, code, e.to_string());
                 self.recorded_outcome(loaded, d, Some(id))
             }
             (Ok(_), None) => {

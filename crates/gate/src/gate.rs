@@ -85,6 +85,17 @@ impl Claimed {
         }
     }
 
+    /// Who a refusal of this claim is recorded for: the plain id given (never
+    /// authenticated), else `anonymous`.
+    pub(crate) fn as_refused(&self) -> Caller {
+        let mut c = self
+            .plain
+            .clone()
+            .unwrap_or_else(|| Caller::unauthenticated("anonymous"));
+        c.authenticated = false;
+        c
+    }
+
     /// A caller known by a plain id.
     pub fn plain(caller: Caller) -> Claimed {
         Claimed {
@@ -483,11 +494,7 @@ impl Gate {
                 .iter()
                 .map(|r| {
                     let mut r = r.clone();
-                    r.caller = claimed
-                        .plain
-                        .clone()
-                        .unwrap_or_else(|| Caller::unauthenticated("anonymous"));
-                    r.caller.authenticated = false;
+                    r.caller = claimed.as_refused();
                     pdp.refuse(&r, code, reason.clone())
                 })
                 .collect(),
@@ -763,22 +770,7 @@ impl Gate {
             .state_store()
             .and_then(|s| Ok(s.standing(key, Timestamp::now())?))
             .map_err(|e| (ReasonCode::InternalError, e.to_string()))?;
-        if let Some(p) = state.paused {
-            return Err((
-                ReasonCode::CallerPaused,
-                format!(
-                    "caller `{key}` was paused by {} at {}: {}",
-                    p.by, p.at, p.reason
-                ),
-            ));
-        }
-        if let Some(until) = state.open_until {
-            return Err((
-                ReasonCode::CircuitOpen,
-                format!("caller `{key}` is paused until {until} after too many denials"),
-            ));
-        }
-        Ok(())
+        crate::limits::refusal(key, &state).map_or(Ok(()), Err)
     }
 
     fn operator_event(&self, body: serde_json::Value) -> Result<u64, GateError> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agentsafe_core::{ApprovalPolicy, Caller, Decision, ReasonCode, Risk, Timestamp, Verdict};
-use agentsafe_state::{StateStore, Windows};
+use agentsafe_state::{Standing, StateStore, Windows};
 use agentsafe_tickets::HumanDuration;
 use serde::Deserialize;
 
@@ -159,6 +159,26 @@ impl LimitsConfig {
     }
 }
 
+/// Why `key` may not act at all, given its standing: an operator's pause, or an open
+/// breaker. The one wording for a fresh decision and for a ticket about to be redeemed.
+pub(crate) fn refusal(key: &str, standing: &Standing) -> Option<(ReasonCode, String)> {
+    if let Some(p) = &standing.paused {
+        return Some((
+            ReasonCode::CallerPaused,
+            format!(
+                "caller `{key}` was paused by {} at {}: {}",
+                p.by, p.at, p.reason
+            ),
+        ));
+    }
+    standing.open_until.map(|until| {
+        (
+            ReasonCode::CircuitOpen,
+            format!("too many recent denials: caller `{key}` is paused until {until}"),
+        )
+    })
+}
+
 /// The key limits are charged to: the root of the delegation chain (the plain id for an
 /// unauthenticated caller without a chain).
 pub fn key_of(caller: &Caller) -> &str {
@@ -199,24 +219,8 @@ impl Controls<'_> {
         let cfg = self.cfg;
         let key = key_of(&d.caller).to_owned();
         let now = Timestamp::now();
-        let state = store.standing(&key, now)?;
-        if let Some(p) = &state.paused {
-            deny(
-                d,
-                ReasonCode::CallerPaused,
-                format!(
-                    "caller `{key}` was paused by {} at {}: {}",
-                    p.by, p.at, p.reason
-                ),
-            );
-            return Ok(());
-        }
-        if let Some(until) = state.open_until {
-            deny(
-                d,
-                ReasonCode::CircuitOpen,
-                format!("too many recent denials: caller `{key}` is paused until {until}"),
-            );
+        if let Some((code, why)) = refusal(&key, &store.standing(&key, now)?) {
+            deny(d, code, why);
             return Ok(());
         }
         if let Some(rate) = &cfg.rate {
